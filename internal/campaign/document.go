@@ -1,0 +1,149 @@
+package campaign
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/collab-dev/collab/internal/errcode"
+)
+
+// Document is a campaign's content: one JSON object, decoded with numbers
+// kept as json.Number so that they survive a round trip exactly.
+type Document map[string]any
+
+// ParseDocument decodes raw, which must be a single JSON object.
+func ParseDocument(raw []byte) (Document, error) {
+	v, err := decodeValue(raw)
+	if err != nil {
+		return nil, errcode.New(errcode.Invalid, "document: %v", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errcode.New(errcode.Invalid, "document: must be a JSON object")
+	}
+	return Document(m), nil
+}
+
+// Marshal encodes the document as compact JSON.
+func (d Document) Marshal() ([]byte, error) { return json.Marshal(map[string]any(d)) }
+
+// Get returns the value at p.
+func (d Document) Get(p Pointer) (any, bool) {
+	var cur any = map[string]any(d)
+	for _, tok := range p {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, ok := arrayIndex(tok, len(c), false)
+			if !ok {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// ConflictKey returns the path that stands for p in overlap checks: p itself,
+// or, when p reaches into an array, the path of the outermost such array,
+// because the protocol treats an array as one field (any two operations
+// inside the same array overlap). The key is computed against d's current
+// shape.
+func (d Document) ConflictKey(p Pointer) Pointer {
+	var cur any = map[string]any(d)
+	for i, tok := range p {
+		switch c := cur.(type) {
+		case []any:
+			return p[:i]
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return p
+			}
+			cur = v
+		default:
+			return p
+		}
+	}
+	return p
+}
+
+func decodeValue(raw []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errTrailing
+	}
+	return v, nil
+}
+
+type trailingError struct{}
+
+func (trailingError) Error() string { return "unexpected data after the JSON value" }
+
+var errTrailing = trailingError{}
+
+// encodedSize is the compact JSON length of v, used to keep a document's
+// size up to date edit by edit without re-encoding the whole document.
+func encodedSize(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
+// jsonEqual compares two decoded JSON values; numbers compare by value, as
+// RFC 6902 "test" requires (1 equals 1.0).
+func jsonEqual(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !jsonEqual(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !jsonEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		y, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		fx, err1 := strconv.ParseFloat(string(x), 64)
+		fy, err2 := strconv.ParseFloat(string(y), 64)
+		return err1 == nil && err2 == nil && fx == fy
+	default:
+		return a == b
+	}
+}

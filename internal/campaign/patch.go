@@ -1,0 +1,232 @@
+package campaign
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/collab-dev/collab/internal/errcode"
+)
+
+// Op is one JSON Patch (RFC 6902) operation. collab supports add, replace,
+// remove and test; move and copy are refused because they touch two paths,
+// which the overlap rule has no answer for.
+type Op struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value,omitempty"`
+
+	// Pointer is Path parsed; set by ParsePatch.
+	Pointer Pointer `json:"-"`
+}
+
+// Writes reports whether the operation changes the document (test does not).
+func (o Op) Writes() bool { return o.Op != "test" }
+
+// ParsePatch decodes and checks a list of operations: supported op names,
+// well-formed pointers, never the root, a value where one is needed. It does
+// not look at any document; Apply does that.
+func ParsePatch(raw []byte) ([]Op, error) {
+	var ops []Op
+	if err := json.Unmarshal(raw, &ops); err != nil {
+		return nil, errcode.New(errcode.Invalid, "ops: must be an array of JSON Patch operations: %v", err)
+	}
+	if err := CheckOps(ops); err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
+// CheckOps validates ops decoded elsewhere and fills in their Pointer.
+func CheckOps(ops []Op) error {
+	if len(ops) == 0 {
+		return errcode.New(errcode.Invalid, "ops: empty batch")
+	}
+	for i := range ops {
+		op := &ops[i]
+		switch op.Op {
+		case "add", "replace", "test":
+			if len(op.Value) == 0 {
+				return errcode.New(errcode.Invalid, "ops[%d]: %s needs a value", i, op.Op)
+			}
+		case "remove":
+		case "":
+			return errcode.New(errcode.Invalid, "ops[%d]: missing op", i)
+		default:
+			return errcode.New(errcode.Invalid, "ops[%d]: unsupported op %q (add, replace, remove and test only)", i, op.Op)
+		}
+		p, err := ParsePointer(op.Path)
+		if err != nil {
+			return errcode.New(errcode.Invalid, "ops[%d]: %v", i, err)
+		}
+		if len(p) == 0 {
+			return errcode.New(errcode.Invalid, "ops[%d]: the document root cannot be edited", i)
+		}
+		op.Pointer = p
+	}
+	return nil
+}
+
+// Change is what Apply did: enough to undo it and the document's size delta.
+type Change struct {
+	undo []func()
+	// SizeDelta estimates how many bytes the compact encoding grew by.
+	SizeDelta int
+}
+
+// Undo reverts the applied operations, newest first.
+func (c *Change) Undo() {
+	for i := len(c.undo) - 1; i >= 0; i-- {
+		c.undo[i]()
+	}
+	c.undo = nil
+	c.SizeDelta = 0
+}
+
+// Apply applies ops in order to d, all or nothing: when one fails, the ones
+// before it are undone and the error names the failing operation. Values are
+// decoded afresh, so d never shares memory with ops or with another document.
+// The cost is proportional to the operations and the subtrees they replace,
+// never to the whole document.
+func (d Document) Apply(ops []Op) (*Change, error) {
+	ch := &Change{}
+	for i := range ops {
+		if ops[i].Pointer == nil {
+			p, err := ParsePointer(ops[i].Path)
+			if err != nil {
+				ch.Undo()
+				return nil, errcode.New(errcode.Invalid, "ops[%d]: %v", i, err)
+			}
+			ops[i].Pointer = p
+		}
+		if err := d.applyOne(ch, &ops[i]); err != nil {
+			ch.Undo()
+			return nil, errcode.New(errcode.Invalid, "ops[%d] %s %s: %v", i, ops[i].Op, ops[i].Path, err)
+		}
+	}
+	return ch, nil
+}
+
+// slot is a place in the document that holds a value: how to read it and how
+// to put a new one there.
+type slot struct {
+	get func() any
+	set func(any)
+}
+
+func (d Document) applyOne(ch *Change, op *Op) error {
+	p := op.Pointer
+	if len(p) == 0 {
+		return fmt.Errorf("the document root cannot be edited")
+	}
+	var val any
+	if op.Op != "remove" {
+		v, err := decodeValue(op.Value)
+		if err != nil {
+			return fmt.Errorf("bad value: %v", err)
+		}
+		val = v
+	}
+	// Walk to the parent, remembering how to replace it in its own parent
+	// (arrays are re-sliced, so a change must be written back).
+	root := map[string]any(d)
+	parent := slot{get: func() any { return root }, set: func(any) {}}
+	for depth, tok := range p[:len(p)-1] {
+		cur := parent.get()
+		switch c := cur.(type) {
+		case map[string]any:
+			if _, ok := c[tok]; !ok {
+				return fmt.Errorf("path %s does not exist", p[:depth+1])
+			}
+			k := tok
+			parent = slot{get: func() any { return c[k] }, set: func(v any) { c[k] = v }}
+		case []any:
+			i, ok := arrayIndex(tok, len(c), false)
+			if !ok {
+				return fmt.Errorf("path %s does not exist", p[:depth+1])
+			}
+			parent = slot{get: func() any { return c[i] }, set: func(v any) { c[i] = v }}
+		default:
+			return fmt.Errorf("path %s is not an object or array", p[:depth])
+		}
+	}
+	last := p[len(p)-1]
+	switch c := parent.get().(type) {
+	case map[string]any:
+		old, exists := c[last]
+		keySize := len(strconv.Quote(last)) + 1 // "key":
+		if len(c) > 1 || (len(c) == 1 && !exists) {
+			keySize++ // and the comma between members
+		}
+		switch op.Op {
+		case "test":
+			if !exists {
+				return fmt.Errorf("test failed: path does not exist")
+			}
+			if !jsonEqual(old, val) {
+				return fmt.Errorf("test failed: value differs")
+			}
+			return nil
+		case "replace", "remove":
+			if !exists {
+				return fmt.Errorf("path does not exist")
+			}
+		}
+		if op.Op == "remove" {
+			delete(c, last)
+			ch.SizeDelta -= encodedSize(old) + keySize
+		} else {
+			c[last] = val
+			ch.SizeDelta += len(op.Value)
+			if exists {
+				ch.SizeDelta -= encodedSize(old)
+			} else {
+				ch.SizeDelta += keySize
+			}
+		}
+		ch.undo = append(ch.undo, func() {
+			if exists {
+				c[last] = old
+			} else {
+				delete(c, last)
+			}
+		})
+		return nil
+	case []any:
+		i, ok := arrayIndex(last, len(c), op.Op == "add")
+		if !ok {
+			return fmt.Errorf("bad array index %q for an array of %d", last, len(c))
+		}
+		var next []any
+		switch op.Op {
+		case "test":
+			if !jsonEqual(c[i], val) {
+				return fmt.Errorf("test failed: value differs")
+			}
+			return nil
+		case "add":
+			next = make([]any, 0, len(c)+1)
+			next = append(append(append(next, c[:i]...), val), c[i:]...)
+			ch.SizeDelta += len(op.Value)
+			if len(c) > 0 {
+				ch.SizeDelta++ // comma
+			}
+		case "replace":
+			next = append([]any(nil), c...)
+			next[i] = val
+			ch.SizeDelta += len(op.Value) - encodedSize(c[i])
+		case "remove":
+			next = make([]any, 0, len(c)-1)
+			next = append(append(next, c[:i]...), c[i+1:]...)
+			ch.SizeDelta -= encodedSize(c[i])
+			if len(c) > 1 {
+				ch.SizeDelta-- // comma
+			}
+		}
+		parent.set(next)
+		ch.undo = append(ch.undo, func() { parent.set(c) })
+		return nil
+	default:
+		return fmt.Errorf("parent of the path is not an object or array")
+	}
+}
