@@ -1,0 +1,280 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/store"
+)
+
+func notFound(id string) error { return errcode.New(errcode.NotFound, "campaign %s not found", id) }
+
+// CreateCampaign stores c as version 1.
+func (s *DB) CreateCampaign(ctx context.Context, c *campaign.Campaign) error {
+	now := c.CreatedAt
+	if now.IsZero() {
+		now = time.Now()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("create campaign", err)
+	}
+	defer tx.Rollback()
+	c.Version, c.CreatedAt, c.UpdatedAt = 1, now.UTC().Truncate(time.Millisecond), now.UTC().Truncate(time.Millisecond)
+	if c.Status == "" {
+		c.Status = campaign.Draft
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO campaigns (id, workspace, name, status, version, rev, draft, live, created_at, updated_at, updated_by)
+		VALUES ($1, $2, $3, $4, 1, $5, $6, NULL, $7, $7, $8)`,
+		c.ID, c.Workspace, c.Name, c.Status, c.Rev, string(c.Draft), ms(now), c.UpdatedBy)
+	if err != nil {
+		return s.wrap("create campaign "+c.ID, err)
+	}
+	if err := insertVersion(ctx, tx, c.ID, campaign.Version{Version: 1, RevFrom: c.Rev, Rev: c.Rev, At: now,
+		By: c.UpdatedBy, Authors: []string{c.UpdatedBy}, Trigger: campaign.TriggerCreate, Doc: c.Draft}); err != nil {
+		return s.wrap("create campaign "+c.ID, err)
+	}
+	return s.wrap("create campaign "+c.ID, tx.Commit())
+}
+
+const campaignColumns = `id, workspace, name, status, version, rev, draft, live, created_at, updated_at, updated_by`
+
+type scanner interface{ Scan(...any) error }
+
+func scanCampaign(row scanner) (*campaign.Campaign, error) {
+	var c campaign.Campaign
+	var draft string
+	var live sql.NullString
+	var created, updated int64
+	if err := row.Scan(&c.ID, &c.Workspace, &c.Name, &c.Status, &c.Version, &c.Rev, &draft, &live, &created, &updated, &c.UpdatedBy); err != nil {
+		return nil, err
+	}
+	c.Draft = json.RawMessage(draft)
+	if live.Valid {
+		c.Live = json.RawMessage(live.String)
+	}
+	c.CreatedAt, c.UpdatedAt = fromMS(created), fromMS(updated)
+	return &c, nil
+}
+
+// Campaign returns one campaign of the workspace.
+func (s *DB) Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error) {
+	c, err := scanCampaign(s.db.QueryRowContext(ctx, `SELECT `+campaignColumns+` FROM campaigns WHERE workspace = $1 AND id = $2`, workspace, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound(id)
+	}
+	if err != nil {
+		return nil, s.wrap("get campaign "+id, err)
+	}
+	return c, nil
+}
+
+// Campaigns lists the workspace's campaigns, most recently updated first.
+func (s *DB) Campaigns(ctx context.Context, workspace string) ([]campaign.Summary, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, status, version, updated_at FROM campaigns WHERE workspace = $1 ORDER BY updated_at DESC, id`, workspace)
+	if err != nil {
+		return nil, s.wrap("list campaigns", err)
+	}
+	defer rows.Close()
+	list := []campaign.Summary{}
+	for rows.Next() {
+		var c campaign.Summary
+		var updated int64
+		if err := rows.Scan(&c.ID, &c.Name, &c.Status, &c.Version, &updated); err != nil {
+			return nil, s.wrap("list campaigns", err)
+		}
+		c.UpdatedAt = fromMS(updated)
+		list = append(list, c)
+	}
+	return list, s.wrap("list campaigns", rows.Err())
+}
+
+// Transition applies a lifecycle action with a compare-and-set on the status,
+// so two concurrent transitions cannot both succeed from the same state.
+func (s *DB) Transition(ctx context.Context, workspace, id string, a campaign.Action) (*campaign.Campaign, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		c, err := s.Campaign(ctx, workspace, id)
+		if err != nil {
+			return nil, err
+		}
+		next, err := c.Status.Next(a)
+		if err != nil {
+			return nil, err
+		}
+		live := c.Live
+		if a.CopiesDraftToLive() {
+			live = c.Draft
+		}
+		var liveArg any
+		if live != nil {
+			liveArg = string(live)
+		}
+		now := time.Now()
+		res, err := s.db.ExecContext(ctx, `UPDATE campaigns SET status = $1, live = $2, updated_at = $3
+			WHERE workspace = $4 AND id = $5 AND status = $6`, next, liveArg, ms(now), workspace, id, c.Status)
+		if err != nil {
+			return nil, s.wrap("transition campaign "+id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			c.Status, c.Live, c.UpdatedAt = next, live, fromMS(ms(now))
+			return c, nil
+		}
+	}
+	return nil, errcode.New(errcode.Conflict, "campaign %s changed status concurrently; try again", id)
+}
+
+// SaveDraft writes a new saved draft when the stored version is still
+// d.BaseVersion and the stored rev is below d.Rev.
+func (s *DB) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
+	op := fmt.Sprintf("save draft of campaign %s", d.ID)
+	at := d.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, s.wrap(op, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE campaigns SET draft = $1, version = version + 1, rev = $2, updated_at = $3, updated_by = $4
+		WHERE workspace = $5 AND id = $6 AND version = $7 AND rev < $2`,
+		string(d.Doc), d.Rev, ms(at), d.By, d.Workspace, d.ID, d.BaseVersion)
+	if err != nil {
+		return 0, s.wrap(op, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		var version, rev int64
+		err := tx.QueryRowContext(ctx, `SELECT version, rev FROM campaigns WHERE workspace = $1 AND id = $2`, d.Workspace, d.ID).Scan(&version, &rev)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, notFound(d.ID)
+		}
+		if err != nil {
+			return 0, s.wrap(op, err)
+		}
+		return 0, errcode.New(errcode.Conflict, "campaign %s: saved draft moved (version %d rev %d, this save expected version %d and writes rev %d)",
+			d.ID, version, rev, d.BaseVersion, d.Rev)
+	}
+	v := d.BaseVersion + 1
+	if err := insertVersion(ctx, tx, d.ID, campaign.Version{Version: v, RevFrom: d.RevFrom, Rev: d.Rev, At: at,
+		By: d.By, Authors: d.Authors, Trigger: d.Trigger, Doc: d.Doc}); err != nil {
+		return 0, s.wrap(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, s.wrap(op, err)
+	}
+	return v, nil
+}
+
+// Publish makes the saved draft of an active campaign live.
+func (s *DB) Publish(ctx context.Context, workspace, id, by string) (int64, error) {
+	op := "publish campaign " + id
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, s.wrap(op, err)
+	}
+	defer tx.Rollback()
+	c, err := scanCampaign(tx.QueryRowContext(ctx, `SELECT `+campaignColumns+` FROM campaigns WHERE workspace = $1 AND id = $2`, workspace, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, notFound(id)
+	}
+	if err != nil {
+		return 0, s.wrap(op, err)
+	}
+	if c.Status != campaign.Active {
+		return 0, errcode.New(errcode.Conflict, "only an active campaign can publish its draft; this one is %s", c.Status)
+	}
+	now := time.Now()
+	res, err := tx.ExecContext(ctx, `UPDATE campaigns SET live = draft, version = version + 1, updated_at = $1, updated_by = $2
+		WHERE id = $3 AND version = $4 AND status = $5`, ms(now), by, id, c.Version, campaign.Active)
+	if err != nil {
+		return 0, s.wrap(op, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return 0, errcode.New(errcode.Conflict, "campaign %s changed while publishing; try again", id)
+	}
+	v := c.Version + 1
+	if err := insertVersion(ctx, tx, id, campaign.Version{Version: v, RevFrom: c.Rev, Rev: c.Rev, At: now,
+		By: by, Authors: []string{by}, Trigger: campaign.TriggerPublish, Doc: c.Draft}); err != nil {
+		return 0, s.wrap(op, err)
+	}
+	return v, s.wrap(op, tx.Commit())
+}
+
+func insertVersion(ctx context.Context, tx *sql.Tx, id string, v campaign.Version) error {
+	authors, err := json.Marshal(nonNil(v.Authors))
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO campaign_versions (campaign_id, version, rev_from, rev, doc, at, by, authors, trigger)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, id, v.Version, v.RevFrom, v.Rev, string(v.Doc), ms(v.At), v.By, string(authors), v.Trigger)
+	return err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Versions lists a campaign's history, newest first.
+func (s *DB) Versions(ctx context.Context, workspace, id string) ([]campaign.Version, error) {
+	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger FROM campaign_versions
+		WHERE campaign_id = $1 ORDER BY version DESC`, id)
+	if err != nil {
+		return nil, s.wrap("list versions of "+id, err)
+	}
+	defer rows.Close()
+	list := []campaign.Version{}
+	for rows.Next() {
+		v, err := scanVersion(rows, false)
+		if err != nil {
+			return nil, s.wrap("list versions of "+id, err)
+		}
+		list = append(list, *v)
+	}
+	return list, s.wrap("list versions of "+id, rows.Err())
+}
+
+// Version returns one history entry with its document.
+func (s *DB) Version(ctx context.Context, workspace, id string, version int64) (*campaign.Version, error) {
+	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+		return nil, err
+	}
+	v, err := scanVersion(s.db.QueryRowContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger, doc FROM campaign_versions
+		WHERE campaign_id = $1 AND version = $2`, id, version), true)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errcode.New(errcode.NotFound, "campaign %s has no version %d", id, version)
+	}
+	return v, s.wrap(fmt.Sprintf("get version %d of %s", version, id), err)
+}
+
+func scanVersion(row scanner, withDoc bool) (*campaign.Version, error) {
+	var v campaign.Version
+	var at int64
+	var authors, doc string
+	dest := []any{&v.Version, &v.RevFrom, &v.Rev, &at, &v.By, &authors, &v.Trigger}
+	if withDoc {
+		dest = append(dest, &doc)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	v.At = fromMS(at)
+	if err := json.Unmarshal([]byte(authors), &v.Authors); err != nil {
+		return nil, err
+	}
+	if withDoc {
+		v.Doc = json.RawMessage(doc)
+	}
+	return &v, nil
+}

@@ -1,0 +1,51 @@
+// Package testenv finds the real backends that integration tests may use.
+// A suite whose backend is not configured skips with a message saying how to
+// enable it; when COLLAB_TEST_REQUIRE names that backend (CI sets it), the
+// suite fails instead, so a missing server can never pass as a skip.
+package testenv
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+const (
+	// RedisVar holds a Redis URL for the real-Redis suites.
+	RedisVar = "COLLAB_TEST_REDIS_URL"
+	// PostgresVar holds a PostgreSQL URL for the real-PostgreSQL suites.
+	PostgresVar = "COLLAB_TEST_DATABASE_URL"
+	// RequireVar lists backends that must be present: "redis,postgres,chromium".
+	RequireVar = "COLLAB_TEST_REQUIRE"
+)
+
+// Required reports whether backend is listed in COLLAB_TEST_REQUIRE.
+func Required(backend string) bool {
+	for _, b := range strings.Split(os.Getenv(RequireVar), ",") {
+		if strings.TrimSpace(b) == backend {
+			return true
+		}
+	}
+	return false
+}
+
+// Redis returns the real Redis URL, or skips (fails when required).
+func Redis(tb testing.TB) string { return lookup(tb, "redis", RedisVar, "redis://127.0.0.1:6379/0") }
+
+// Postgres returns the real PostgreSQL URL, or skips (fails when required).
+func Postgres(tb testing.TB) string {
+	return lookup(tb, "postgres", PostgresVar, "postgres://collab:collab@127.0.0.1:5432/collab_test")
+}
+
+func lookup(tb testing.TB, backend, envVar, example string) string {
+	tb.Helper()
+	if v := os.Getenv(envVar); v != "" {
+		return v
+	}
+	msg := "real " + backend + " suite not run: set " + envVar + "=" + example + " to run it (bash .ci/run installs and starts one)"
+	if Required(backend) {
+		tb.Fatal(msg + "; " + RequireVar + " requires it")
+	}
+	tb.Skip(msg)
+	return ""
+}
