@@ -37,6 +37,8 @@ func Postgres(tb testing.TB) string {
 	return lookup(tb, "postgres", PostgresVar, "postgres://collab:collab@127.0.0.1:5432/collab_test")
 }
 
+func getenv(k string) string { return os.Getenv(k) }
+
 func lookup(tb testing.TB, backend, envVar, example string) string {
 	tb.Helper()
 	if v := os.Getenv(envVar); v != "" {

@@ -21,8 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/puddle/v2"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/puddle/v2"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/collab-dev/collab/internal/errcode"

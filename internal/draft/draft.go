@@ -1,0 +1,240 @@
+// Package draft keeps campaigns' working drafts in Redis: an append-only log
+// of accepted edit batches per campaign, the per-path revisions that decide
+// first-writer-wins, presence, and the pub/sub channel that carries updates
+// to every node. The document itself is never stored whole in Redis: the
+// saved draft in the SQL store plus the log after its rev is the draft.
+//
+// Every key of one campaign shares the hash tag {<campaign id>}, so a Redis
+// Cluster keeps them in one slot and the Lua scripts stay atomic there. The
+// only cross-campaign key is the dirty set that autosave polls, written with
+// plain commands beside the scripts, never from inside them.
+package draft
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/collab-dev/collab/internal/errcode"
+)
+
+var (
+	//go:embed edit.lua
+	editLua string
+	//go:embed open.lua
+	openLua string
+	//go:embed flushed.lua
+	flushedLua string
+	//go:embed presence.lua
+	presenceLua string
+
+	editScript     = redis.NewScript(editLua)
+	openScript     = redis.NewScript(openLua)
+	flushedScript  = redis.NewScript(flushedLua)
+	presenceScript = redis.NewScript(presenceLua)
+)
+
+// Options tune a Buffer.
+type Options struct {
+	// Prefix starts every key and channel ("collab" by default); tests use a
+	// unique one each.
+	Prefix string
+	// MaxLog bounds a campaign's unflushed log; edits beyond it are refused
+	// as unavailable until autosave catches up.
+	MaxLog int
+	// Keep is how many recent log entries survive trimming, so that a
+	// reconnecting session can resume with `since` instead of reloading.
+	Keep int
+	// PresenceTTL is how long a presence entry lives without a heartbeat.
+	PresenceTTL time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Prefix == "" {
+		o.Prefix = "collab"
+	}
+	if o.MaxLog <= 0 {
+		o.MaxLog = 100_000
+	}
+	if o.Keep <= 0 {
+		o.Keep = 1000
+	}
+	if o.PresenceTTL <= 0 {
+		o.PresenceTTL = 30 * time.Second
+	}
+}
+
+// Buffer is the Redis side of drafts.
+type Buffer struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// New returns a Buffer on rdb (a standalone or cluster client).
+func New(rdb redis.UniversalClient, opts Options) *Buffer {
+	opts.defaults()
+	return &Buffer{rdb: rdb, opts: opts}
+}
+
+// Options returns the options in force.
+func (b *Buffer) Options() Options { return b.opts }
+
+type keys struct{ meta, paths, log, ids, presence, presenceData, lease, staged, channel string }
+
+func (b *Buffer) keys(campaign string) keys {
+	p := b.opts.Prefix + ":{" + campaign + "}:"
+	return keys{meta: p + "meta", paths: p + "paths", log: p + "log", ids: p + "ids",
+		presence: p + "presence", presenceData: p + "presence:data", lease: p + "lease",
+		staged: p + "staged", channel: p + "events"}
+}
+
+// DirtyKey is the sorted set of campaigns with unflushed edits, scored by
+// the time of their oldest unflushed edit (ms).
+func (b *Buffer) DirtyKey() string { return b.opts.Prefix + ":dirty" }
+
+// Channel is the pub/sub channel of a campaign's events.
+func (b *Buffer) Channel(campaign string) string { return b.keys(campaign).channel }
+
+// Head is where a campaign's draft log stands.
+type Head struct {
+	Rev     int64  // newest accepted rev
+	Epoch   string // changes whenever the Redis-side history was lost
+	Floor   int64  // the log holds the revs after Floor
+	Flushed int64  // the durable store holds the draft up to this rev
+	Status  string
+	Created bool // this call started a new epoch
+}
+
+// Open makes sure the campaign's buffer exists and is not behind savedRev,
+// the rev of the draft the durable store holds. A buffer that is missing or
+// behind (Redis lost writes) starts a new epoch at savedRev.
+func (b *Buffer) Open(ctx context.Context, workspace, campaign string, savedRev int64, status string) (Head, error) {
+	k := b.keys(campaign)
+	res, err := openScript.Run(ctx, b.rdb, []string{k.meta, k.paths, k.log, k.ids},
+		savedRev, newEpoch(), workspace, status).StringSlice()
+	if err != nil {
+		return Head{}, unavailable("open draft of "+campaign, err)
+	}
+	return Head{Rev: atoi(res[0]), Epoch: res[1], Floor: atoi(res[2]), Flushed: atoi(res[3]), Status: res[4], Created: res[5] == "1"}, nil
+}
+
+// Head reads where the campaign's log stands; ok is false when the buffer
+// does not exist (never opened, or lost).
+func (b *Buffer) Head(ctx context.Context, campaign string) (h Head, ok bool, err error) {
+	res, err := b.rdb.HMGet(ctx, b.keys(campaign).meta, "rev", "epoch", "floor", "flushed", "status").Result()
+	if err != nil {
+		return Head{}, false, unavailable("read draft head of "+campaign, err)
+	}
+	if res[0] == nil {
+		return Head{}, false, nil
+	}
+	str := func(v any) string { s, _ := v.(string); return s }
+	return Head{Rev: atoi(str(res[0])), Epoch: str(res[1]), Floor: atoi(str(res[2])), Flushed: atoi(str(res[3])), Status: str(res[4])}, true, nil
+}
+
+// Workspace returns the workspace recorded when the buffer was opened.
+func (b *Buffer) Workspace(ctx context.Context, campaign string) (string, error) {
+	ws, err := b.rdb.HGet(ctx, b.keys(campaign).meta, "ws").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", errcode.New(errcode.NotFound, "no draft buffer for campaign %s", campaign)
+	}
+	if err != nil {
+		return "", unavailable("read draft workspace of "+campaign, err)
+	}
+	return ws, nil
+}
+
+// SetStatus records a lifecycle change in the buffer (the edit script
+// refuses edits to archived campaigns) and announces it to every node.
+func (b *Buffer) SetStatus(ctx context.Context, campaign, status string) error {
+	k := b.keys(campaign)
+	msg, _ := json.Marshal(map[string]string{"type": "status", "campaign": campaign, "status": status})
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// On a missing buffer this leaves a meta without rev, which Open
+		// still treats as missing.
+		p.HSet(ctx, k.meta, "status", status)
+		p.Publish(ctx, k.channel, msg)
+		return nil
+	})
+	return unavailable("set status of "+campaign, err)
+}
+
+// Publish sends an event (already encoded) to every node's sessions on the
+// campaign.
+func (b *Buffer) Publish(ctx context.Context, campaign string, msg []byte) error {
+	return unavailable("publish to "+campaign, b.rdb.Publish(ctx, b.keys(campaign).channel, msg).Err())
+}
+
+// Entry is one accepted batch in the log: its rev and the update message
+// exactly as sessions receive it.
+type Entry struct {
+	Rev int64
+	Msg []byte
+	At  time.Time
+}
+
+// Log returns the entries with after < rev <= upto (upto < 0: to the end).
+func (b *Buffer) Log(ctx context.Context, campaign string, after, upto int64) ([]Entry, error) {
+	end := "+"
+	if upto >= 0 {
+		if upto <= after {
+			return nil, nil
+		}
+		end = strconv.FormatInt(upto, 10) + "-1"
+	}
+	msgs, err := b.rdb.XRange(ctx, b.keys(campaign).log, strconv.FormatInt(after+1, 10)+"-0", end).Result()
+	if err != nil {
+		return nil, unavailable("read draft log of "+campaign, err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		rev, _, _ := strings.Cut(m.ID, "-")
+		u, _ := m.Values["u"].(string)
+		t, _ := m.Values["t"].(string)
+		out = append(out, Entry{Rev: atoi(rev), Msg: []byte(u), At: time.UnixMilli(atoi(t))})
+	}
+	return out, nil
+}
+
+// Flushed records that the durable store holds the draft up to rev, and trims
+// the log below it (keeping the newest Options.Keep entries).
+func (b *Buffer) Flushed(ctx context.Context, campaign string, rev int64) (Head, error) {
+	k := b.keys(campaign)
+	res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids}, rev, b.opts.Keep).StringSlice()
+	if err != nil {
+		return Head{}, unavailable("record flush of "+campaign, err)
+	}
+	return Head{Rev: atoi(res[0]), Flushed: atoi(res[1]), Floor: atoi(res[2])}, nil
+}
+
+// Redis returns the client, for callers that share it (health checks).
+func (b *Buffer) Redis() redis.UniversalClient { return b.rdb }
+
+// unavailable wraps a Redis failure: callers must answer "unavailable",
+// never pretend an edit was accepted.
+func unavailable(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: %w", op, errcode.New(errcode.Unavailable, "the draft store is unavailable"), err)
+}
+
+func newEpoch() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}

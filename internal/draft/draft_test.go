@@ -1,0 +1,302 @@
+package draft
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/collab-dev/collab/internal/testenv"
+)
+
+// forEachRedis runs fn against the embedded server and, when configured,
+// real Redis, each test with its own key prefix.
+func forEachRedis(t *testing.T, opts Options, fn func(t *testing.T, b *Buffer)) {
+	for _, be := range testenv.RedisBackends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			o := opts
+			o.Prefix = "t" + randHex()
+			fn(t, New(be.Client(t), o))
+		})
+	}
+}
+
+func randHex() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type editor struct {
+	t    *testing.T
+	b    *Buffer
+	c    string
+	head Head
+}
+
+func open(t *testing.T, b *Buffer) *editor {
+	h, err := b.Open(context.Background(), "w1", "c1", 0, "draft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &editor{t: t, b: b, c: "c1", head: h}
+}
+
+// edit writes the given keys ("/a" writes, "?/a" tests) as session sess.
+func (e *editor) edit(sess string, base int64, id string, keys ...string) Result {
+	e.t.Helper()
+	batch := Batch{Workspace: "w1", Campaign: e.c, Epoch: e.head.Epoch, Base: base, Session: sess, User: "u-" + sess[:1], ID: id} // sessions A and A2 are one user
+	batch.Prefix, batch.Suffix = UpdateFrame(e.c, []byte(`[]`), []byte(`{"session":"`+sess+`"}`), nil)
+	for _, k := range keys {
+		batch.Keys = append(batch.Keys, strings.TrimPrefix(k, "?"))
+		batch.Writes = append(batch.Writes, !strings.HasPrefix(k, "?"))
+	}
+	r, err := e.b.Apply(context.Background(), batch)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+func want(t *testing.T, r Result, o Outcome, rev int64) {
+	t.Helper()
+	if r.Outcome != o || r.Rev != rev {
+		t.Fatalf("got %s rev %d (conflicts %v), want %s rev %d", r.Outcome, r.Rev, r.Conflicts, o, rev)
+	}
+}
+
+func TestFirstWriterWins(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		want(t, e.edit("A", 0, "", "/name"), Accepted, 1)
+		// B did not see rev 1: same path conflicts, and names the key.
+		r := e.edit("B", 0, "", "/name")
+		want(t, r, Conflict, 1)
+		if len(r.Conflicts) != 1 || r.Conflicts[0] != "/name" {
+			t.Fatalf("conflicts %v", r.Conflicts)
+		}
+		// A session never conflicts with itself.
+		want(t, e.edit("A", 0, "", "/name"), Accepted, 2)
+		// Having seen rev 2, B wins the path.
+		want(t, e.edit("B", 2, "", "/name"), Accepted, 3)
+		// Prefix overlaps both ways; siblings and look-alike names do not.
+		want(t, e.edit("A", 2, "", "/name/first"), Conflict, 3)
+		want(t, e.edit("A", 2, "", "/names"), Accepted, 4)
+		want(t, e.edit("A", 2, "", "/other/deep/x"), Accepted, 5)
+		want(t, e.edit("B", 4, "", "/other"), Conflict, 5)
+		want(t, e.edit("B", 4, "", "/other/deep/y"), Accepted, 6)
+		// Non-overlapping stale edits are accepted.
+		want(t, e.edit("C", 0, "", "/messages/email/subject"), Accepted, 7)
+		// An array is one field: its conflict key is the array's path.
+		want(t, e.edit("A", 7, "", "/canvas/transitions"), Accepted, 8)
+		want(t, e.edit("B", 7, "", "/canvas/transitions"), Conflict, 8)
+		// A test op is checked for overlap but does not claim the path.
+		want(t, e.edit("C", 8, "", "?/flag"), Accepted, 9)
+		want(t, e.edit("A", 8, "", "/flag"), Accepted, 10)
+		// Several ops: one conflicting key refuses the whole batch.
+		r = e.edit("B", 9, "", "/free", "/flag")
+		want(t, r, Conflict, 10)
+		if len(r.Conflicts) != 1 || r.Conflicts[0] != "/flag" {
+			t.Fatalf("conflicts %v", r.Conflicts)
+		}
+		// and nothing of it was recorded: /free is still free for A at an old base
+		want(t, e.edit("A", 0, "", "/free"), Accepted, 11)
+	})
+}
+
+// The newest writer of a path may be me while another session wrote it after
+// my base: that is still a conflict.
+func TestConflictHiddenBehindOwnWrite(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		want(t, e.edit("A", 0, "", "/x"), Accepted, 1)
+		want(t, e.edit("B", 0, "", "/a/x"), Accepted, 2)
+		want(t, e.edit("A", 1, "", "/a/y"), Accepted, 3)
+		want(t, e.edit("A", 1, "", "/a"), Conflict, 3)
+		want(t, e.edit("B", 0, "", "/y"), Accepted, 4)
+		want(t, e.edit("A", 3, "", "/y"), Conflict, 4)
+	})
+}
+
+func TestIdempotentResend(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		want(t, e.edit("A", 0, "b1", "/name"), Accepted, 1)
+		want(t, e.edit("B", 1, "", "/other"), Accepted, 2)
+		// The same user and batch id, from a new session after a reconnect.
+		want(t, e.edit("A2", 0, "b1", "/name"), Duplicate, 1)
+		log, err := b.Log(context.Background(), "c1", 0, -1)
+		if err != nil || len(log) != 2 {
+			t.Fatalf("log %d entries, %v", len(log), err)
+		}
+		// The same id from another user is another batch.
+		batch := Batch{Campaign: "c1", Epoch: e.head.Epoch, Base: 2, Session: "Z", User: "someone-else", ID: "b1",
+			Keys: []string{"/z"}, Writes: []bool{true}}
+		r, _ := b.Apply(context.Background(), batch)
+		want(t, r, Accepted, 3)
+	})
+}
+
+func TestLogAndTrim(t *testing.T) {
+	forEachRedis(t, Options{Keep: 2}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		e := open(t, b)
+		for i := int64(1); i <= 6; i++ {
+			want(t, e.edit("A", i-1, fmt.Sprint("id", i), fmt.Sprintf("/k%d", i)), Accepted, i)
+		}
+		log, _ := b.Log(ctx, "c1", 2, 4)
+		if len(log) != 2 || log[0].Rev != 3 || log[1].Rev != 4 {
+			t.Fatalf("range: %+v", log)
+		}
+		if !strings.HasPrefix(string(log[0].Msg), `{"type":"update","campaign":"c1","rev":3,`) {
+			t.Fatalf("entry %s", log[0].Msg)
+		}
+		// Flushed up to 5, keep 2: trimmed to revs after 4.
+		h, err := b.Flushed(ctx, "c1", 5)
+		if err != nil || h.Floor != 4 || h.Flushed != 5 {
+			t.Fatalf("flushed: %+v %v", h, err)
+		}
+		log, _ = b.Log(ctx, "c1", 0, -1)
+		if len(log) != 2 || log[0].Rev != 5 {
+			t.Fatalf("after trim: %+v", log)
+		}
+		// A base below the floor can no longer be checked: gap.
+		want(t, e.edit("B", 3, "", "/zzz"), Gap, 6)
+		// A trimmed batch id is forgotten, but its resend has an old base: gap, not a double apply.
+		want(t, e.edit("A", 0, "id1", "/k1"), Gap, 6)
+		// A kept one is still deduplicated.
+		want(t, e.edit("A", 4, "id5", "/k5"), Duplicate, 5)
+		// Base above the head.
+		want(t, e.edit("A", 99, "", "/k"), Ahead, 6)
+		// Flushing never trims what is not flushed.
+		h, _ = b.Flushed(ctx, "c1", 3)
+		if h.Flushed != 5 || h.Floor != 4 {
+			t.Fatalf("flushed went backwards: %+v", h)
+		}
+	})
+}
+
+func TestEpochs(t *testing.T) {
+	forEachRedis(t, Options{MaxLog: 3}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		e := open(t, b)
+		again, _ := b.Open(ctx, "w1", "c1", 0, "draft")
+		if again.Epoch != e.head.Epoch || again.Created {
+			t.Fatalf("reopen changed epoch: %+v vs %+v", again, e.head)
+		}
+		want(t, e.edit("A", 0, "", "/a"), Accepted, 1)
+		want(t, e.edit("A", 1, "", "/b"), Accepted, 2)
+		want(t, e.edit("A", 2, "", "/c"), Accepted, 3)
+		want(t, e.edit("A", 3, "", "/d"), Full, 3)
+		// SQL saved rev 7 but Redis says 3: Redis lost writes, new epoch from 7.
+		h, err := b.Open(ctx, "w1", "c1", 7, "draft")
+		if err != nil || h.Epoch == e.head.Epoch || h.Rev != 7 || h.Floor != 7 || !h.Created {
+			t.Fatalf("behind: %+v %v", h, err)
+		}
+		want(t, e.edit("A", 3, "", "/a"), EpochLost, 7)
+		e.head = h
+		want(t, e.edit("A", 7, "", "/a"), Accepted, 8)
+		// Lifecycle: archived refuses.
+		if err := b.SetStatus(ctx, "c1", "archived"); err != nil {
+			t.Fatal(err)
+		}
+		want(t, e.edit("A", 8, "", "/z"), Archived, 8)
+		// A lost buffer.
+		b.rdb.Del(ctx, b.keys("c1").meta)
+		want(t, e.edit("A", 8, "", "/z"), NoBuffer, 0)
+	})
+}
+
+func TestDirtyMark(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		e.edit("A", 0, "", "/a")
+		n, err := b.rdb.ZScore(context.Background(), b.DirtyKey(), "c1").Result()
+		if err != nil || n <= 0 {
+			t.Fatalf("not marked dirty: %v %v", n, err)
+		}
+	})
+}
+
+func TestPresence(t *testing.T) {
+	forEachRedis(t, Options{PresenceTTL: 300 * time.Millisecond}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		got := make(chan string, 16)
+		bus := b.NewBus(ctx, slog.Default())
+		defer bus.Close()
+		if err := bus.Subscribe(ctx, b.Channel("c1"), func(m []byte) {
+			if m != nil {
+				got <- string(m)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		b.SetPresence(ctx, "c1", Presence{User: "u1", Name: "Ann", Session: "s1", Tab: "details"})
+		b.SetPresence(ctx, "c1", Presence{User: "u2", Name: "Bob", Session: "s2", Tab: "message"})
+		for i := 0; i < 2; i++ {
+			if m := <-got; m != `{"type":"presence"}` {
+				t.Fatalf("event %s", m)
+			}
+		}
+		list, _ := b.Presence(ctx, "c1")
+		if len(list) != 2 {
+			t.Fatalf("list %+v", list)
+		}
+		// Setting the same entry again announces nothing.
+		b.SetPresence(ctx, "c1", Presence{User: "u1", Name: "Ann", Session: "s1", Tab: "details"})
+		// s1 keeps beating, s2's node died: s2 expires.
+		deadline := time.Now().Add(600 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			b.TouchPresence(ctx, "c1", []string{"s1"})
+			time.Sleep(50 * time.Millisecond)
+		}
+		list, _ = b.Presence(ctx, "c1")
+		if len(list) != 1 || list[0].Session != "s1" || list[0].Name != "Ann" {
+			t.Fatalf("after expiry %+v", list)
+		}
+		select {
+		case m := <-got:
+			if m != `{"type":"presence"}` {
+				t.Fatalf("event %s", m)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("expiry was not announced")
+		}
+		b.RemovePresence(ctx, "c1", "s1")
+		if list, _ = b.Presence(ctx, "c1"); len(list) != 0 {
+			t.Fatalf("after remove %+v", list)
+		}
+	})
+}
+
+func TestBusOrder(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		e := open(t, b)
+		got := make(chan string, 100)
+		bus := b.NewBus(ctx, slog.Default())
+		defer bus.Close()
+		bus.Subscribe(ctx, b.Channel("c1"), func(m []byte) {
+			if m != nil {
+				got <- string(m)
+			}
+		})
+		for i := int64(1); i <= 20; i++ {
+			e.edit("A", i-1, "", fmt.Sprintf("/k%d", i))
+		}
+		for i := 1; i <= 20; i++ {
+			select {
+			case m := <-got:
+				if !strings.Contains(m, fmt.Sprintf(`"rev":%d,`, i)) {
+					t.Fatalf("message %d: %s", i, m)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatalf("message %d not delivered", i)
+			}
+		}
+	})
+}

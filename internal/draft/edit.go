@@ -1,0 +1,128 @@
+package draft
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Batch is one edit batch ready for the edit script: already validated
+// against a draft at least as new as Base by the node that received it.
+type Batch struct {
+	Workspace string
+	Campaign  string
+	Epoch     string
+	Base      int64
+	Session   string
+	User      string
+	ID        string // client batch id, "" when none
+	// Prefix and Suffix frame the update message: Prefix + rev + Suffix is
+	// what every other session receives, built once here and never again.
+	Prefix, Suffix string
+	// Keys are the ops' conflict keys (escaped pointers) and whether each op
+	// writes (test does not).
+	Keys   []string
+	Writes []bool
+}
+
+// Outcome is what the edit script decided.
+type Outcome string
+
+const (
+	Accepted  Outcome = "ok"
+	Duplicate Outcome = "dup"      // resent batch id: Rev is the original rev
+	Conflict  Outcome = "conflict" // Conflicts lists the losing keys
+	Gap       Outcome = "gap"      // Base is older than the kept history
+	Ahead     Outcome = "ahead"    // Base is above the current rev
+	EpochLost Outcome = "epoch"    // the buffer has another epoch now
+	NoBuffer  Outcome = "noinit"   // the buffer is gone (Redis lost it)
+	Archived  Outcome = "archived"
+	Full      Outcome = "full" // the unflushed log is at its bound
+)
+
+// Result is the script's answer.
+type Result struct {
+	Outcome   Outcome
+	Rev       int64
+	Conflicts []string
+}
+
+// Apply runs the edit script for b and, in the same round trip, marks the
+// campaign dirty for autosave (outside the script, because the dirty set is
+// not in the campaign's hash slot).
+func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
+	k := b.keys(batch.Campaign)
+	dedup := ""
+	if batch.ID != "" {
+		dedup = batch.User + "\x00" + batch.ID
+	}
+	now := time.Now().UnixMilli()
+	args := make([]any, 0, 9+2*len(batch.Keys))
+	args = append(args, batch.Epoch, batch.Base, batch.Session, dedup, batch.Prefix, batch.Suffix, now, k.channel, b.opts.MaxLog)
+	for i, key := range batch.Keys {
+		w := "t"
+		if batch.Writes[i] {
+			w = "w"
+		}
+		args = append(args, key, w)
+	}
+	ks := []string{k.meta, k.paths, k.log, k.ids}
+	run := func(useSHA bool) (*redis.Cmd, error) {
+		var cmd *redis.Cmd
+		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if useSHA {
+				cmd = editScript.EvalSha(ctx, p, ks, args...)
+			} else {
+				cmd = editScript.Eval(ctx, p, ks, args...)
+			}
+			p.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(now), Member: batch.Campaign})
+			return nil
+		})
+		return cmd, err
+	}
+	cmd, err := run(true)
+	if err != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd, err = run(false)
+	}
+	if err != nil {
+		if cmd != nil && cmd.Err() != nil {
+			err = cmd.Err()
+		}
+		return Result{}, unavailable("apply edit to "+batch.Campaign, err)
+	}
+	res, err := cmd.StringSlice()
+	if err != nil || len(res) < 2 {
+		return Result{}, unavailable("apply edit to "+batch.Campaign, errors.Join(err, errors.New("short reply")))
+	}
+	r := Result{Outcome: Outcome(res[0]), Rev: atoi(res[1])}
+	if r.Outcome == Conflict {
+		r.Conflicts = res[2:]
+	}
+	return r, nil
+}
+
+// UpdateFrame returns the Prefix and Suffix of an update message for a
+// campaign, given the pre-encoded ops, author and batch id fields.
+func UpdateFrame(campaign string, opsJSON, byJSON []byte, idJSON []byte) (prefix, suffix string) {
+	var sb strings.Builder
+	sb.WriteString(`{"type":"update","campaign":`)
+	q, _ := json.Marshal(campaign)
+	sb.Write(q)
+	sb.WriteString(`,"rev":`)
+	prefix = sb.String()
+	sb.Reset()
+	sb.WriteString(`,"ops":`)
+	sb.Write(opsJSON)
+	sb.WriteString(`,"by":`)
+	sb.Write(byJSON)
+	if len(idJSON) > 0 {
+		sb.WriteString(`,"id":`)
+		sb.Write(idJSON)
+	}
+	sb.WriteString(`}`)
+	return prefix, sb.String()
+}

@@ -1,0 +1,30 @@
+-- Records that the durable store holds the draft up to rev F, and trims the
+-- log below what is both flushed and older than the last `keep` entries
+-- (kept so that reconnecting sessions can resume with `since`).
+-- KEYS: 1 meta, 2 log, 3 ids
+-- ARGV: 1 F, 2 keep
+-- Returns {rev, flushed, floor}
+local m = redis.call('HMGET', KEYS[1], 'rev', 'flushed', 'floor')
+if not m[1] then return {'0', '0', '0'} end
+local rev, flushed, floor = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+local f = tonumber(ARGV[1])
+if f > flushed then
+  flushed = f
+  redis.call('HSET', KEYS[1], 'flushed', f)
+end
+local minid = math.min(flushed, rev - tonumber(ARGV[2]))
+if minid > floor then
+  local old = redis.call('XRANGE', KEYS[2], '-', minid .. '-1')
+  local ids = {}
+  for _, e in ipairs(old) do
+    local fields = e[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'k' and fields[i + 1] ~= '' then ids[#ids + 1] = fields[i + 1] end
+    end
+  end
+  if #ids > 0 then redis.call('HDEL', KEYS[3], unpack(ids)) end
+  redis.call('XTRIM', KEYS[2], 'MINID', (minid + 1) .. '-0')
+  redis.call('HSET', KEYS[1], 'floor', minid)
+  floor = minid
+end
+return {tostring(rev), tostring(flushed), tostring(floor)}

@@ -1,0 +1,68 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisBackend is one Redis-compatible server a suite runs against.
+type RedisBackend struct {
+	Name string
+	// URL is the server's address as a redis:// URL.
+	URL string
+}
+
+// Client returns a new client for the backend, closed with the test.
+func (b RedisBackend) Client(tb testing.TB) redis.UniversalClient {
+	tb.Helper()
+	opt, err := redis.ParseURL(b.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// RedisBackends returns the in-process server (always) and the real Redis
+// (when configured; skipped with a message otherwise, failed when required),
+// so that one suite runs on both.
+func RedisBackends(t *testing.T) []RedisBackend {
+	t.Helper()
+	m := miniredis.RunT(t)
+	out := []RedisBackend{{Name: "embedded", URL: "redis://" + m.Addr()}}
+	if url := lookupQuiet(t, "redis", RedisVar); url != "" {
+		c := redis.NewClient(mustParse(t, url))
+		defer c.Close()
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			t.Fatalf("%s=%s: %v", RedisVar, url, err)
+		}
+		out = append(out, RedisBackend{Name: "redis", URL: url})
+	}
+	return out
+}
+
+func mustParse(t *testing.T, url string) *redis.Options {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("%s: %v", RedisVar, err)
+	}
+	return opt
+}
+
+// lookupQuiet returns the backend URL, or "" after logging how to enable it
+// (failing when required): used where the embedded backend still runs.
+func lookupQuiet(t *testing.T, backend, envVar string) string {
+	t.Helper()
+	url := getenv(envVar)
+	if url == "" {
+		if Required(backend) {
+			t.Fatalf("%s not set but %s requires %s", envVar, RequireVar, backend)
+		}
+		t.Logf("real %s not tested: set %s to run this suite on it too", backend, envVar)
+	}
+	return url
+}
