@@ -50,7 +50,7 @@ func open(t *testing.T, b *Buffer) *editor {
 func (e *editor) edit(sess string, base int64, id string, keys ...string) Result {
 	e.t.Helper()
 	batch := Batch{Workspace: "w1", Campaign: e.c, Epoch: e.head.Epoch, Base: base, Session: sess, User: "u-" + sess[:1], ID: id} // sessions A and A2 are one user
-	batch.Prefix, batch.Suffix = UpdateFrame(e.c, []byte(`[]`), []byte(`{"session":"`+sess+`"}`), nil)
+	batch.Prefix, batch.Suffix = UpdateFrame(e.c, []byte(`[]`), []byte(`{"session":"`+sess+`"}`), nil, time.Now())
 	for _, k := range keys {
 		batch.Keys = append(batch.Keys, strings.TrimPrefix(k, "?"))
 		batch.Writes = append(batch.Writes, !strings.HasPrefix(k, "?"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,8 +107,9 @@ func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
 }
 
 // UpdateFrame returns the Prefix and Suffix of an update message for a
-// campaign, given the pre-encoded ops, author and batch id fields.
-func UpdateFrame(campaign string, opsJSON, byJSON []byte, idJSON []byte) (prefix, suffix string) {
+// campaign, given the pre-encoded ops, author and batch id fields, and the
+// time the edit was sent to Redis (the "at" field, in Unix milliseconds).
+func UpdateFrame(campaign string, opsJSON, byJSON []byte, idJSON []byte, at time.Time) (prefix, suffix string) {
 	var sb strings.Builder
 	sb.WriteString(`{"type":"update","campaign":`)
 	q, _ := json.Marshal(campaign)
@@ -123,6 +125,8 @@ func UpdateFrame(campaign string, opsJSON, byJSON []byte, idJSON []byte) (prefix
 		sb.WriteString(`,"id":`)
 		sb.Write(idJSON)
 	}
+	sb.WriteString(`,"at":`)
+	sb.WriteString(strconv.FormatInt(at.UnixMilli(), 10))
 	sb.WriteString(`}`)
 	return prefix, sb.String()
 }

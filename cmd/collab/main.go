@@ -1,0 +1,20 @@
+// Command collab is the collaborative campaign editing server. See run.go
+// for the commands and config.go for the settings.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "collab:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/collab-dev/collab/internal/api"
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/store"
+	"github.com/collab-dev/collab/internal/store/sqlstore"
+	"github.com/collab-dev/collab/web"
+)
+
+const usage = `collab: real-time collaborative campaign editing.
+
+Usage:
+  collab [serve] [flags]                       run the server (default)
+  collab token -user U -workspace W -role R   print a signed token
+  collab help
+
+Run "collab serve -h" for the settings.
+`
+
+// run is the whole program, with the OS passed in so tests can call it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		cfg, err := loadConfig(args, getenv, stderr)
+		if err != nil {
+			return err
+		}
+		srv, err := start(ctx, cfg, newLogger(cfg, stderr))
+		if err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return srv.shutdown(30 * time.Second)
+	case "token":
+		return tokenCmd(args, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	text := cfg.LogFormat == "text"
+	if cfg.LogFormat == "auto" {
+		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			text = true
+		}
+	}
+	if text {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// server is one running node and everything it must close, in order.
+type server struct {
+	log      *slog.Logger
+	addr     string // the address actually listened on
+	http     *http.Server
+	hub      *session.Hub
+	bus      *draft.Bus
+	rdb      redis.UniversalClient
+	mini     *miniredis.Miniredis // nil on real Redis
+	store    store.Store
+	signer   *auth.Signer
+	served   chan error
+	embedded bool
+}
+
+// start wires a node: stores, Redis, the session hub, the HTTP API. All
+// concrete types meet here and only here.
+func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err error) {
+	s := &server{log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.closeBackends()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("COLLAB_DATA_DIR %s: %w", cfg.DataDir, err)
+	}
+
+	// Durable store.
+	switch {
+	case cfg.DatabaseURL == "":
+		file := filepath.Join(cfg.DataDir, "collab.db")
+		s.store, err = sqlstore.OpenSQLite(ctx, file)
+		log.Info("durable store: embedded SQLite (single-node default); set COLLAB_DATABASE_URL=postgres://... for PostgreSQL", "file", file)
+	case strings.HasPrefix(cfg.DatabaseURL, "sqlite:"):
+		file := strings.TrimPrefix(strings.TrimPrefix(cfg.DatabaseURL, "sqlite:"), "//")
+		s.store, err = sqlstore.OpenSQLite(ctx, file)
+		log.Info("durable store: SQLite", "file", file)
+	default:
+		s.store, err = sqlstore.OpenPostgres(ctx, cfg.DatabaseURL)
+		log.Info("durable store: PostgreSQL")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("COLLAB_DATABASE_URL: %w", err)
+	}
+
+	// Redis.
+	if cfg.RedisURL == "" {
+		s.mini = miniredis.NewMiniRedis()
+		if err := s.mini.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("start the in-process Redis: %w", err)
+		}
+		s.rdb = redis.NewClient(&redis.Options{Addr: s.mini.Addr()})
+		s.embedded = true
+		log.Info("drafts: in-process Redis-compatible server (single-node default, drafts not kept across restarts beyond what autosave saved); set COLLAB_REDIS_URL=redis://... for real Redis and several nodes", "addr", s.mini.Addr())
+	} else {
+		if s.rdb, err = redisClient(cfg.RedisURL); err != nil {
+			return nil, fmt.Errorf("COLLAB_REDIS_URL: %w", err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = s.rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("COLLAB_REDIS_URL: cannot reach Redis: %w", err)
+		}
+		log.Info("drafts: Redis", "url", redactURL(cfg.RedisURL))
+	}
+
+	// Tokens.
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		if secret, err = devSecret(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	if s.signer, err = auth.NewSigner(secret); err != nil {
+		return nil, fmt.Errorf("COLLAB_JWT_SECRET: %w", err)
+	}
+
+	buf := draft.New(s.rdb, draft.Options{Prefix: cfg.RedisPrefix})
+	s.bus = buf.NewBus(context.Background(), log.With("subsystem", "bus"))
+	host, _ := os.Hostname()
+	s.hub = session.NewHub(session.Config{Origins: cfg.origins, Node: host}, buf, s.bus, s.store, s.signer,
+		buf.Options().PresenceTTL, log.With("subsystem", "session"))
+
+	handler := api.New(api.Deps{
+		Store: s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
+		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
+		Ready: []api.Checker{
+			{Name: "redis", Check: func(ctx context.Context) error { return up(metrics.RedisUp, s.rdb.Ping(ctx).Err()) }},
+			{Name: "store", Check: func(ctx context.Context) error { return up(metrics.StoreUp, s.store.Ping(ctx)) }},
+		},
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("COLLAB_ADDR %s: %w", cfg.Addr, err)
+	}
+	s.addr = ln.Addr().String()
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { s.served <- s.http.Serve(ln) }()
+	log.Info("collab listening", "addr", s.addr)
+	if len(cfg.JWTSecret) == 0 {
+		tok, _ := s.signer.Sign(auth.Claims{User: "demo", Name: "Demo User", Workspace: "demo", Role: auth.Admin}, 7*24*time.Hour)
+		log.Info("development secret in use; open the editor as the demo user", "url", "http://"+browserAddr(s.addr)+"/#token="+tok)
+	}
+	return s, nil
+}
+
+func up(g interface{ Set(float64) }, err error) error {
+	if err != nil {
+		g.Set(0)
+	} else {
+		g.Set(1)
+	}
+	return err
+}
+
+// shutdown stops accepting, closes sessions (1001: clients reconnect to
+// another node), then closes Redis and the store.
+func (s *server) shutdown(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.log.Info("shutting down")
+	var errs []error
+	if err := s.http.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	if err := s.hub.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	s.closeBackends()
+	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, err)
+	}
+	s.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (s *server) closeBackends() {
+	if s.bus != nil {
+		s.bus.Close()
+	}
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+	if s.mini != nil {
+		s.mini.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+func redisClient(raw string) (redis.UniversalClient, error) {
+	if strings.HasPrefix(raw, "redis-cluster://") {
+		rest := strings.TrimPrefix(raw, "redis-cluster://")
+		hosts, query, _ := strings.Cut(rest, "?")
+		addrs := strings.Split(strings.TrimSuffix(hosts, "/"), ",")
+		u := "redis://" + addrs[0] + "?"
+		for _, a := range addrs[1:] {
+			u += "addr=" + a + "&"
+		}
+		opt, err := redis.ParseClusterURL(u + query)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(opt), nil
+	}
+	opt, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opt), nil
+}
+
+func redactURL(u string) string {
+	if i := strings.Index(u, "@"); i > 0 {
+		if j := strings.Index(u, "://"); j > 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
+}
+
+func browserAddr(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// devSecret returns the data dir's development secret, making it once.
+func devSecret(dir string) ([]byte, error) {
+	file := filepath.Join(dir, "dev-jwt-secret")
+	if b, err := os.ReadFile(file); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	secret := []byte(hex.EncodeToString(b))
+	if err := os.WriteFile(file, secret, 0o600); err != nil {
+		return nil, fmt.Errorf("write development secret: %w", err)
+	}
+	return secret, nil
+}
+
+func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("collab token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	user := fs.String("user", "", "user id (sub)")
+	name := fs.String("name", "", "display name")
+	ws := fs.String("workspace", "", "workspace id (ws)")
+	role := fs.String("role", "editor", "viewer, editor or admin")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime (0: no exp)")
+	secretFlag := fs.String("jwt-secret", getenv("COLLAB_JWT_SECRET"), "secret (COLLAB_JWT_SECRET); empty: the data dir's development secret")
+	dataDir := fs.String("data-dir", or(getenv("COLLAB_DATA_DIR"), "./collab-data"), "data dir (COLLAB_DATA_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *user == "" || *ws == "" {
+		return errors.New("token: -user and -workspace are required")
+	}
+	r, err := auth.ParseRole(*role)
+	if err != nil {
+		return fmt.Errorf("token: -role: %w", err)
+	}
+	secret := []byte(*secretFlag)
+	if len(secret) == 0 {
+		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+			return err
+		}
+		if secret, err = devSecret(*dataDir); err != nil {
+			return err
+		}
+	}
+	signer, err := auth.NewSigner(secret)
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	tok, err := signer.Sign(auth.Claims{User: *user, Name: or(*name, *user), Workspace: *ws, Role: r}, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

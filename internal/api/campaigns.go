@@ -1,0 +1,145 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/errcode"
+)
+
+// NewCampaignID returns a random campaign id ("c_" and 16 base32 letters).
+func NewCampaignID() string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return "c_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+type campaignView struct {
+	ID      string          `json:"id"`
+	Name    string          `json:"name"`
+	Status  campaign.Status `json:"status"`
+	Version int64           `json:"version"`
+	Draft   json.RawMessage `json:"draft,omitempty"`
+	Live    json.RawMessage `json:"live"`
+	Doc     json.RawMessage `json:"doc,omitempty"`
+	Updated time.Time       `json:"updated"`
+}
+
+func (s *server) createCampaign(w http.ResponseWriter, r *http.Request) {
+	c := Claims(r)
+	if err := requireEditor(c); err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	var body struct {
+		Name string          `json:"name"`
+		Doc  json.RawMessage `json:"doc"`
+	}
+	if err := DecodeJSON(w, r, int64(s.Limits.MaxDocBytes)+64<<10, &body); err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	body.Name = strings.TrimSpace(body.Name)
+	if body.Name == "" || len(body.Name) > 200 {
+		WriteError(w, s.Log, errcode.New(errcode.Invalid, "name is required (1 to 200 characters)"))
+		return
+	}
+	if len(body.Doc) == 0 || string(body.Doc) == "null" {
+		body.Doc, _ = json.Marshal(map[string]string{"name": body.Name})
+	}
+	if len(body.Doc) > s.Limits.MaxDocBytes {
+		WriteError(w, s.Log, errcode.New(errcode.TooLarge, "doc is %d bytes, over the %d limit", len(body.Doc), s.Limits.MaxDocBytes))
+		return
+	}
+	doc, err := campaign.ParseDocument(body.Doc)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	raw, _ := doc.Marshal()
+	cp := &campaign.Campaign{ID: NewCampaignID(), Workspace: c.Workspace, Name: body.Name, Status: campaign.Draft, Draft: raw, UpdatedBy: c.User}
+	if err := s.Store.CreateCampaign(r.Context(), cp); err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, campaignView{ID: cp.ID, Name: cp.Name, Status: cp.Status, Version: cp.Version, Doc: raw, Updated: cp.UpdatedAt})
+}
+
+func (s *server) listCampaigns(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Store.Campaigns(r.Context(), Claims(r).Workspace)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"campaigns": list})
+}
+
+func (s *server) getCampaign(w http.ResponseWriter, r *http.Request) {
+	cp, err := s.Store.Campaign(r.Context(), Claims(r).Workspace, chi.URLParam(r, "id"))
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	live := cp.Live
+	if live == nil {
+		live = json.RawMessage("null")
+	}
+	writeJSON(w, http.StatusOK, campaignView{ID: cp.ID, Name: cp.Name, Status: cp.Status, Version: cp.Version, Draft: cp.Draft, Live: live, Updated: cp.UpdatedAt})
+}
+
+func (s *server) transition(w http.ResponseWriter, r *http.Request) {
+	c := Claims(r)
+	a, err := campaign.ParseAction(chi.URLParam(r, "action"))
+	if err == nil {
+		err = requireEditor(c)
+	}
+	if err == nil && a == campaign.Archive && !c.Role.CanArchive() {
+		err = errcode.New(errcode.Forbidden, "only an admin can archive a campaign")
+	}
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	cp, err := s.Store.Transition(r.Context(), c.Workspace, chi.URLParam(r, "id"), a)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	if s.Status != nil {
+		if err := s.Status.SetStatus(r.Context(), cp.ID, string(cp.Status)); err != nil {
+			// The store changed; sessions learn it on their next join or reload.
+			s.Log.Warn("announce status", "campaign", cp.ID, "err", err)
+		}
+	}
+	live := cp.Live
+	if live == nil {
+		live = json.RawMessage("null")
+	}
+	writeJSON(w, http.StatusOK, campaignView{ID: cp.ID, Name: cp.Name, Status: cp.Status, Version: cp.Version, Live: live, Updated: cp.UpdatedAt})
+}
+
+func (s *server) versions(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Store.Versions(r.Context(), Claims(r).Workspace, chi.URLParam(r, "id"))
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versions": list})
+}
+
+// VersionParam parses the {v} URL parameter.
+func VersionParam(r *http.Request) (int64, error) {
+	v, err := strconv.ParseInt(chi.URLParam(r, "v"), 10, 64)
+	if err != nil || v < 1 {
+		return 0, errcode.New(errcode.Invalid, "bad version %q", chi.URLParam(r, "v"))
+	}
+	return v, nil
+}

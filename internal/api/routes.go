@@ -1,0 +1,69 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/metrics"
+)
+
+// New returns the whole HTTP handler. Every URL collab serves is here.
+func New(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	s := &server{Deps: d}
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer, s.countRequests)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, s.Log, errcode.New(errcode.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, s.Log, errcode.New(errcode.Invalid, "method %s not allowed on %s", r.Method, r.URL.Path))
+	})
+
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Handle("/metrics", metrics.Handler())
+	if d.Sessions != nil {
+		r.Handle("/v1/ws", d.Sessions)
+	}
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Post("/v1/campaigns", s.createCampaign)
+		r.Get("/v1/campaigns", s.listCampaigns)
+		r.Get("/v1/campaigns/{id}", s.getCampaign)
+		r.Post("/v1/campaigns/{id}/{action:launch|stop|resume|archive}", s.transition)
+		r.Get("/v1/campaigns/{id}/versions", s.versions)
+		if d.Extra != nil {
+			d.Extra(r)
+		}
+	})
+	if d.Web != nil {
+		r.Handle("/*", d.Web)
+	}
+	return r
+}
+
+// countRequests feeds collab_http_requests_total by route pattern, so that
+// ids in URLs do not explode the label set.
+func (s *server) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		code := ww.Status()
+		if code == 0 {
+			code = http.StatusOK
+		}
+		metrics.HTTPRequests.WithLabelValues(route, r.Method, strconv.Itoa(code)).Inc()
+	})
+}

@@ -1,0 +1,67 @@
+// Package metrics holds collab's Prometheus metrics, all named collab_*, in
+// one registry that /metrics serves. Keeping them together gives operators
+// one page to read for what can be alerted on.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry is where every collab metric is registered.
+var Registry = prometheus.NewRegistry()
+
+var (
+	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "collab_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	Sessions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_sessions", Help: "Open WebSocket sessions on this node.",
+	})
+	Rooms = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_campaigns_open", Help: "Campaigns with at least one session on this node.",
+	})
+	Messages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "collab_messages_total", Help: "Client messages received, by type.",
+	}, []string{"type"})
+	Errors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "collab_errors_total", Help: "Error replies sent to sessions, by code.",
+	}, []string{"code"})
+	Edits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collab_edits_accepted_total", Help: "Edit batches accepted (acknowledged) on this node.",
+	})
+	Conflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collab_edit_conflicts_total", Help: "Edit batches refused because another session wrote first.",
+	})
+	SlowClosed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collab_slow_consumer_closes_total", Help: "Sessions closed because they could not keep up with their updates.",
+	})
+	FanoutLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "collab_fanout_lag_seconds", Help: "Time from an edit's acceptance in Redis to its update being queued to this node's sessions.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
+	})
+	Flushes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "collab_flushes_total", Help: "Draft flushes to the durable store, by trigger and result.",
+	}, []string{"trigger", "result"})
+	OldestUnflushed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_oldest_unflushed_edit_age_seconds", Help: "Age of the oldest edit not yet in the durable store (0 when all are).",
+	})
+	StoreUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_store_up", Help: "1 when the durable store answered its last check.",
+	})
+	RedisUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_redis_up", Help: "1 when Redis answered its last check.",
+	})
+)
+
+func init() {
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		HTTPRequests, Sessions, Rooms, Messages, Errors, Edits, Conflicts, SlowClosed, FanoutLag,
+		Flushes, OldestUnflushed, StoreUp, RedisUp)
+}
+
+// Handler serves the registry in the Prometheus text format.
+func Handler() http.Handler { return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{}) }

@@ -1,0 +1,297 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/metrics"
+)
+
+// member returns the session's membership of the request's campaign, or the
+// error every campaign command answers when the session has not joined.
+func (s *Session) member(req *Request) (*member, error) {
+	if m := s.joined[req.Campaign]; m != nil {
+		return m, nil
+	}
+	return nil, errcode.New(errcode.Invalid, "join campaign %q first", req.Campaign)
+}
+
+// Member exposes the joined room to handlers registered by other packages.
+func (s *Session) Member(req *Request) (*Room, error) {
+	m, err := s.member(req)
+	if err != nil {
+		return nil, err
+	}
+	return &Room{m: m}, nil
+}
+
+func (s *Session) join(req *Request) error {
+	if !campaignIDOK(req.Campaign) {
+		return errcode.New(errcode.Invalid, "bad campaign id %q", req.Campaign)
+	}
+	if s.joined[req.Campaign] != nil {
+		return errcode.New(errcode.Invalid, "already joined campaign %s", req.Campaign)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+	defer cancel()
+	c, err := s.hub.campaigns.Campaign(ctx, s.claims.Workspace, req.Campaign)
+	if err != nil {
+		return err
+	}
+	r, err := s.hub.acquire(ctx, c)
+	if err != nil {
+		return err
+	}
+	m := &member{s: s, room: r}
+	if err := r.join(ctx, m, req); err != nil {
+		s.hub.release(r)
+		return err
+	}
+	s.joined[req.Campaign] = m
+	if err := s.hub.drafts.SetPresence(ctx, r.id, m.presence()); err != nil {
+		s.hub.log.Warn("set presence", "campaign", r.id, "err", err)
+	}
+	return nil
+}
+
+// join adds the member and sends what it missed: with since (of this epoch,
+// within the kept log) the missed updates then joined; otherwise a snapshot,
+// preceded by refresh "gap" when a since could not be honoured. The log read
+// happens under the room lock so that no live update can overtake it.
+func (r *room) join(ctx context.Context, m *member, req *Request) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if req.Since != nil && req.Epoch == r.epoch && *req.Since >= 0 && *req.Since <= r.rev {
+		since := *req.Since
+		entries, err := r.hub.drafts.Log(ctx, r.id, since, r.rev)
+		if err != nil {
+			return err
+		}
+		if int64(len(entries)) == r.rev-since && (len(entries) == 0 || entries[0].Rev == since+1) {
+			r.members[m.s] = m
+			for _, e := range entries {
+				m.s.Send(e.Msg)
+			}
+			m.s.Send(encode("joined", req.Ref, Msg{"campaign": r.id, "rev": r.rev, "epoch": r.epoch}))
+			return nil
+		}
+	}
+	r.members[m.s] = m
+	if req.Since != nil {
+		r.resyncLocked(m, req)
+		return nil
+	}
+	m.s.Send(r.snapshotLocked(req.Ref))
+	return nil
+}
+
+func (s *Session) leave(req *Request) error {
+	m, err := s.member(req)
+	if err != nil {
+		return err
+	}
+	s.leaveRoom(m)
+	s.Reply(req, "left", Msg{"campaign": req.Campaign})
+	return nil
+}
+
+func (s *Session) leaveAll() {
+	for _, m := range s.joined {
+		s.leaveRoom(m)
+	}
+}
+
+func (s *Session) leaveRoom(m *member) {
+	r := m.room
+	delete(s.joined, r.id)
+	r.mu.Lock()
+	delete(r.members, s)
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.hub.drafts.RemovePresence(ctx, r.id, s.id); err != nil {
+		s.hub.log.Warn("remove presence", "campaign", r.id, "err", err)
+	}
+	if s.hub.release(r) {
+		s.hub.save(r.ws, r.id, campaign.TriggerLeave)
+	}
+}
+
+// save asks autosave to flush at once, on a goroutine the hub waits for.
+func (h *Hub) save(workspace, id string, trigger campaign.Trigger) {
+	if h.saver == nil {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.saver.Save(ctx, workspace, id, trigger); err != nil {
+			h.log.Warn("save", "campaign", id, "trigger", trigger, "err", err)
+		}
+	}()
+}
+
+func (s *Session) tab(req *Request) error {
+	m, err := s.member(req)
+	if err != nil {
+		return err
+	}
+	if len(req.Tab) > 64 {
+		return errcode.New(errcode.Invalid, "tab name too long")
+	}
+	m.tab = req.Tab
+	if err := s.hub.drafts.SetPresence(s.ctx, m.room.id, m.presence()); err != nil {
+		return err
+	}
+	s.Reply(req, "ok", Msg{"campaign": req.Campaign})
+	s.hub.save(m.room.ws, m.room.id, campaign.TriggerTab)
+	return nil
+}
+
+func (s *Session) edit(req *Request) error {
+	m, err := s.member(req)
+	if err != nil {
+		return err
+	}
+	if !s.claims.Role.CanEdit() {
+		return errcode.New(errcode.Forbidden, "a %s cannot edit", s.claims.Role)
+	}
+	if req.Base == nil {
+		return errcode.New(errcode.Invalid, "edit needs base, the rev the client last applied")
+	}
+	ops, err := campaign.ParsePatch(req.Ops)
+	if err != nil {
+		return err
+	}
+	id, err := req.batchID()
+	if err != nil {
+		return err
+	}
+	return m.room.edit(s.ctx, m, req, ops, *req.Base, id)
+}
+
+// edit validates a batch against the room's draft (as of at least base and
+// the session's own last ack), has the edit script order it, and answers:
+// ack once the room has delivered the new rev, refresh on a conflict.
+func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign.Op, base int64, id string) error {
+	s := m.s
+	need := max(base, m.lastAck)
+	r.mu.Lock()
+	behind := r.rev < need
+	r.mu.Unlock()
+	if behind {
+		if err := r.fill(ctx, need); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	if base > r.rev {
+		rev := r.rev
+		r.mu.Unlock()
+		return errcode.New(errcode.Invalid, "base %d is above the current rev %d", base, rev)
+	}
+	if !r.status.Editable() {
+		r.mu.Unlock()
+		return errcode.New(errcode.Conflict, "campaign %s is %s and refuses edits", r.id, r.status)
+	}
+	keys := make([]string, len(ops))
+	writes := make([]bool, len(ops))
+	for i, op := range ops {
+		keys[i] = r.doc.ConflictKey(op.Pointer).String()
+		writes[i] = op.Writes()
+	}
+	ch, err := r.doc.Apply(ops)
+	if err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	size := r.size + ch.SizeDelta
+	ch.Undo()
+	epoch := r.epoch
+	r.mu.Unlock()
+	if max := r.hub.cfg.Limits.MaxDocBytes; size > max {
+		return errcode.New(errcode.TooLarge, "the campaign document would be %d bytes, over the %d limit", size, max)
+	}
+
+	opsJSON, err := json.Marshal(ops)
+	if err != nil {
+		return errcode.New(errcode.Invalid, "ops: %v", err)
+	}
+	c := s.Claims()
+	byJSON, _ := json.Marshal(Msg{"user": c.User, "name": c.Name, "session": s.id})
+	var idJSON []byte
+	if id != "" {
+		idJSON, _ = json.Marshal(id)
+	}
+	prefix, suffix := draft.UpdateFrame(r.id, opsJSON, byJSON, idJSON, time.Now())
+	res, err := r.hub.drafts.Apply(ctx, draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
+		Session: s.id, User: c.User, ID: id, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes})
+	if err != nil {
+		return err
+	}
+	switch res.Outcome {
+	case draft.Accepted, draft.Duplicate:
+		if res.Outcome == draft.Accepted {
+			metrics.Edits.Inc()
+			r.deliver([]byte(prefix + itoa(res.Rev) + suffix))
+		} else if err := r.fill(ctx, res.Rev); err != nil {
+			return err
+		}
+		if res.Rev > m.lastAck {
+			m.lastAck = res.Rev
+		}
+		fields := Msg{"campaign": r.id, "rev": res.Rev}
+		if res.Outcome == draft.Duplicate {
+			fields["duplicate"] = true
+		}
+		r.after(res.Rev, func(ok bool) {
+			if ok {
+				s.Reply(req, "ack", fields)
+			} else {
+				s.ReplyError(req, errcode.New(errcode.Unavailable, "the draft history was lost before this edit was delivered; resend it after the fresh snapshot"))
+			}
+		})
+		return nil
+	case draft.Conflict:
+		metrics.Conflicts.Inc()
+		if err := r.fill(ctx, res.Rev); err != nil {
+			return err
+		}
+		r.after(res.Rev, func(ok bool) {
+			// Runs under the room lock: the values are those of r.rev, and
+			// every update up to r.rev is already in the session's queue.
+			values := map[string]any{}
+			for _, k := range res.Conflicts {
+				if p, err := campaign.ParsePointer(k); err == nil {
+					if v, ok := r.doc.Get(p); ok {
+						values[k] = v
+					}
+				}
+			}
+			s.Reply(req, "refresh", Msg{"campaign": r.id, "rev": r.rev, "reason": "conflict", "paths": res.Conflicts, "values": values})
+		})
+		return nil
+	case draft.Gap:
+		r.mu.Lock()
+		r.resyncLocked(m, req)
+		r.mu.Unlock()
+		return nil
+	case draft.Ahead:
+		return errcode.New(errcode.Invalid, "base %d is above the current rev %d", base, res.Rev)
+	case draft.Archived:
+		return errcode.New(errcode.Conflict, "campaign %s is archived and refuses edits", r.id)
+	case draft.Full:
+		return errcode.New(errcode.Unavailable, "campaign %s has too many unsaved edits; retry once autosave catches up", r.id)
+	default: // the epoch changed or the buffer is gone: reload and resync everyone
+		r.poke()
+		return errcode.New(errcode.Unavailable, "the draft history was reset; a fresh snapshot follows, resend after it")
+	}
+}
+
+func itoa(n int64) string { return formatInt(n) }

@@ -1,0 +1,268 @@
+// Package session serves collab's WebSocket protocol: it authenticates
+// sessions, runs one reader and one writer per connection with a
+// byte-bounded send queue, and routes each campaign's updates to this node's
+// sessions in rev order through a Hub of rooms. Edits are validated here
+// against the node's copy of the draft, then ordered by the Redis edit script
+// (package draft), the only arbiter of first-writer-wins.
+package session
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/metrics"
+)
+
+// Drafts is the Redis side of drafts that the hub uses; *draft.Buffer
+// implements it.
+type Drafts interface {
+	Open(ctx context.Context, workspace, campaign string, savedRev int64, status string) (draft.Head, error)
+	Head(ctx context.Context, campaign string) (draft.Head, bool, error)
+	Apply(ctx context.Context, b draft.Batch) (draft.Result, error)
+	Log(ctx context.Context, campaign string, after, upto int64) ([]draft.Entry, error)
+	Channel(campaign string) string
+	Publish(ctx context.Context, campaign string, msg []byte) error
+	SetPresence(ctx context.Context, campaign string, p draft.Presence) error
+	TouchPresence(ctx context.Context, campaign string, sessions []string) error
+	RemovePresence(ctx context.Context, campaign, session string) error
+	Presence(ctx context.Context, campaign string) ([]draft.Presence, error)
+}
+
+// Bus delivers a campaign channel's messages to this node; *draft.Bus
+// implements it.
+type Bus interface {
+	Subscribe(ctx context.Context, channel string, fn func(msg []byte)) error
+	Unsubscribe(ctx context.Context, channel string)
+}
+
+// Campaigns reads saved campaigns; the durable store implements it.
+type Campaigns interface {
+	Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
+}
+
+// Saver flushes a campaign's draft to the durable store at once; autosave
+// provides it. Trigger says why.
+type Saver interface {
+	Save(ctx context.Context, workspace, campaign string, trigger campaign.Trigger) error
+}
+
+// Handler serves one message type that the core does not know (autosave's
+// and audience's commands register theirs). It runs on the session's reader.
+type Handler func(ctx context.Context, s *Session, req *Request) error
+
+// Config holds the limits and timings of sessions.
+type Config struct {
+	MaxMessage   int64         // bytes per frame (64 KiB); larger: close 1009
+	QueueBytes   int           // send queue bound per session (1 MiB)
+	RatePerSec   float64       // requests per second per session (100)
+	RateBurst    int           // burst (200)
+	HelloTimeout time.Duration // 5 s
+	WriteTimeout time.Duration // per frame (10 s)
+	PingInterval time.Duration // keepalive (25 s)
+	Limits       campaign.Limits
+	Origins      auth.Origins
+	// Node names this process in logs and presence.
+	Node string
+}
+
+func (c *Config) defaults() {
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = 64 << 10
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 1 << 20
+	}
+	if c.RatePerSec <= 0 {
+		c.RatePerSec = 100
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = 200
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 5 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.Limits.MaxDocBytes <= 0 {
+		c.Limits = campaign.DefaultLimits
+	}
+}
+
+// Hub owns this node's sessions and rooms.
+type Hub struct {
+	cfg       Config
+	drafts    Drafts
+	bus       Bus
+	campaigns Campaigns
+	signer    *auth.Signer
+	log       *slog.Logger
+
+	saver       Saver
+	handlers    map[string]Handler
+	presenceTTL time.Duration
+
+	ctx    context.Context // cancelled by Shutdown: stops rooms and sessions
+	cancel context.CancelFunc
+
+	mu       sync.Mutex // guards the following fields
+	rooms    map[string]*room
+	sessions map[*Session]struct{}
+	closing  bool
+
+	wg sync.WaitGroup // sessions and rooms
+}
+
+// NewHub returns a Hub. presenceTTL is the drafts' presence TTL: rooms beat
+// at a third of it.
+func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *auth.Signer, presenceTTL time.Duration, log *slog.Logger) *Hub {
+	cfg.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{cfg: cfg, drafts: drafts, bus: bus, campaigns: campaigns, signer: signer, log: log,
+		handlers: map[string]Handler{}, presenceTTL: presenceTTL, ctx: ctx, cancel: cancel,
+		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}}
+}
+
+// SetSaver installs the autosave hook (tab switches, the last session
+// leaving).
+func (h *Hub) SetSaver(s Saver) { h.saver = s }
+
+// Handle registers a handler for a message type. Register before serving.
+func (h *Hub) Handle(typ string, fn Handler) { h.handlers[typ] = fn }
+
+// Broadcast sends an encoded message to every session on the campaign, on
+// every node.
+func (h *Hub) Broadcast(ctx context.Context, campaign string, msg []byte) error {
+	return h.drafts.Publish(ctx, campaign, msg)
+}
+
+// ServeHTTP upgrades GET /v1/ws. The checks that fail before the upgrade
+// answer with plain HTTP: 400 without the collab.v1 subprotocol, 403 for a
+// foreign Origin, 401 for a bad bearer token.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !offers(r, Subprotocol) {
+		httpError(w, errcode.New(errcode.Invalid, "the %s subprotocol is required", Subprotocol))
+		return
+	}
+	if !h.cfg.Origins.Allowed(r) {
+		httpError(w, errcode.New(errcode.Forbidden, "origin %s is not allowed", r.Header.Get("Origin")))
+		return
+	}
+	var claims *auth.Claims
+	if tok := auth.BearerToken(r); tok != "" {
+		c, err := h.signer.Verify(tok)
+		if err != nil {
+			httpError(w, err)
+			return
+		}
+		claims = &c
+	}
+	h.mu.Lock()
+	closing := h.closing
+	h.mu.Unlock()
+	if closing {
+		httpError(w, errcode.New(errcode.Unavailable, "this node is shutting down"))
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{Subprotocol},
+		InsecureSkipVerify: true, // the Origin was checked above, against our own allow-list
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		h.log.Debug("websocket accept", "err", err)
+		return
+	}
+	s := h.newSession(conn, claims)
+	if s == nil {
+		conn.Close(websocket.StatusGoingAway, "shutting down")
+		return
+	}
+	s.serve()
+}
+
+func offers(r *http.Request, proto string) bool {
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if strings.TrimSpace(p) == proto {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func httpError(w http.ResponseWriter, err error) {
+	code := errcode.Of(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code.HTTPStatus())
+	fmt.Fprintf(w, "{\"error\":{\"code\":%q,\"message\":%q}}\n", code, errcode.Message(err))
+}
+
+func (h *Hub) newSession(conn *websocket.Conn, claims *auth.Claims) *Session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return nil
+	}
+	s := newSession(h, conn, claims)
+	h.sessions[s] = struct{}{}
+	h.wg.Add(1)
+	metrics.Sessions.Inc()
+	return s
+}
+
+func (h *Hub) removeSession(s *Session) {
+	h.mu.Lock()
+	delete(h.sessions, s)
+	h.mu.Unlock()
+	metrics.Sessions.Dec()
+	h.wg.Done()
+}
+
+// Sessions returns how many sessions are open on this node.
+func (h *Hub) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Shutdown stops accepting sessions, closes every session with 1001 (going
+// away: clients reconnect to another node and resume), and waits for them
+// and their rooms to finish, or for ctx.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	sessions := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	h.mu.Unlock()
+	for _, s := range sessions {
+		s.closeWith(websocket.StatusGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		h.cancel()
+		return nil
+	case <-ctx.Done():
+		h.cancel()
+		return fmt.Errorf("session shutdown: %w", ctx.Err())
+	}
+}

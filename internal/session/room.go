@@ -1,0 +1,596 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/metrics"
+)
+
+// member is one session's place in a room. Its fields are owned by the
+// session's reader goroutine.
+type member struct {
+	s       *Session
+	room    *room
+	tab     string
+	editing string
+	lastAck int64 // the newest rev acknowledged to this session
+}
+
+func (m *member) presence() draft.Presence {
+	c := m.s.Claims()
+	return draft.Presence{User: c.User, Name: c.Name, Session: m.s.id, Tab: m.tab, Editing: m.editing}
+}
+
+// waiter runs once the room has delivered rev (ok) or lost its history (not ok).
+type waiter struct {
+	rev int64
+	fn  func(ok bool)
+}
+
+// room is one campaign on this node: its draft as of rev (the saved draft
+// plus the log), the sessions that joined it, and a goroutine that keeps
+// presence alive and catches up when pub/sub missed something.
+type room struct {
+	hub     *Hub
+	id, ws  string
+	channel string
+
+	ready  chan struct{} // closed once loaded (err says how)
+	err    error
+	closed chan struct{} // closed once the room is gone from the hub
+	// refs and closing are guarded by hub.mu.
+	refs    int
+	closing bool
+
+	mu      sync.Mutex // guards the following fields
+	loaded  bool
+	early   [][]byte // messages that arrived while loading
+	doc     campaign.Document
+	size    int
+	rev     int64
+	epoch   string
+	status  campaign.Status
+	version int64
+	broken  bool // the doc could not apply a committed entry: reload
+	members map[*Session]*member
+	pending map[int64][]byte // updates that arrived ahead of a gap
+	waiters []waiter
+	editors []draft.Presence
+
+	fillMu   sync.Mutex // one gap fill at a time
+	kick     chan struct{}
+	presence chan struct{}
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+var campaignIDOK = func(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// acquire returns the loaded room of c, creating it on first use.
+func (h *Hub) acquire(ctx context.Context, c *campaign.Campaign) (*room, error) {
+	for {
+		h.mu.Lock()
+		if h.closing {
+			h.mu.Unlock()
+			return nil, errcode.New(errcode.Unavailable, "this node is shutting down")
+		}
+		r := h.rooms[c.ID]
+		if r != nil && r.closing {
+			h.mu.Unlock()
+			<-r.closed
+			continue
+		}
+		if r != nil {
+			r.refs++
+			h.mu.Unlock()
+			select {
+			case <-r.ready:
+			case <-ctx.Done():
+				h.release(r)
+				return nil, ctx.Err()
+			}
+			if r.err != nil {
+				h.release(r)
+				return nil, r.err
+			}
+			return r, nil
+		}
+		r = &room{hub: h, id: c.ID, ws: c.Workspace, channel: h.drafts.Channel(c.ID), refs: 1,
+			ready: make(chan struct{}), closed: make(chan struct{}), members: map[*Session]*member{},
+			pending: map[int64][]byte{}, kick: make(chan struct{}, 1), presence: make(chan struct{}, 1),
+			done: make(chan struct{})}
+		h.rooms[c.ID] = r
+		h.wg.Add(1)
+		h.mu.Unlock()
+		metrics.Rooms.Inc()
+		r.err = r.load(ctx, c)
+		close(r.ready)
+		if r.err != nil {
+			h.release(r)
+			return nil, r.err
+		}
+		return r, nil
+	}
+}
+
+// release drops a reference; the last one closes the room.
+func (h *Hub) release(r *room) (last bool) {
+	h.mu.Lock()
+	r.refs--
+	if r.refs > 0 {
+		h.mu.Unlock()
+		return false
+	}
+	r.closing = true
+	h.mu.Unlock()
+	r.close()
+	h.mu.Lock()
+	if h.rooms[r.id] == r {
+		delete(h.rooms, r.id)
+	}
+	h.mu.Unlock()
+	close(r.closed)
+	metrics.Rooms.Dec()
+	h.wg.Done()
+	return true
+}
+
+func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
+	h := r.hub
+	if err := h.bus.Subscribe(ctx, r.channel, r.onMessage); err != nil {
+		return err
+	}
+	head, err := h.drafts.Open(ctx, r.ws, r.id, c.Rev, string(c.Status))
+	if err != nil {
+		return err
+	}
+	doc, rev, err := r.build(ctx, c)
+	if err != nil {
+		return err
+	}
+	editors, err := h.drafts.Presence(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.doc, r.rev, r.epoch, r.status, r.version = doc, rev, head.Epoch, campaign.Status(head.Status), c.Version
+	r.size = len(c.Draft) // refined by each edit's delta
+	if b, err := doc.Marshal(); err == nil {
+		r.size = len(b)
+	}
+	r.editors = editors
+	r.loaded = true
+	early := r.early
+	r.early = nil
+	for _, m := range early {
+		r.handleLocked(m)
+	}
+	r.mu.Unlock()
+	runCtx, cancel := context.WithCancel(h.ctx)
+	r.stop = cancel
+	go r.run(runCtx)
+	return nil
+}
+
+// build returns the draft as the saved campaign plus the log after it. A
+// flush may land between reading the campaign and reading the log and trim
+// what we need; then the campaign is read again.
+func (r *room) build(ctx context.Context, c *campaign.Campaign) (campaign.Document, int64, error) {
+	h := r.hub
+	for attempt := 0; ; attempt++ {
+		entries, err := h.drafts.Log(ctx, r.id, c.Rev, -1)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(entries) == 0 || entries[0].Rev == c.Rev+1 {
+			doc, err := campaign.ParseDocument(c.Draft)
+			if err != nil {
+				return nil, 0, fmt.Errorf("load campaign %s: saved draft: %w", r.id, err)
+			}
+			rev := c.Rev
+			for _, e := range entries {
+				if e.Rev != rev+1 {
+					break
+				}
+				u, err := decodeUpdate(e.Msg)
+				if err == nil {
+					_, err = doc.Apply(u.Ops)
+				}
+				if err != nil {
+					return nil, 0, fmt.Errorf("load campaign %s: replay rev %d: %w", r.id, e.Rev, err)
+				}
+				rev = e.Rev
+			}
+			return doc, rev, nil
+		}
+		if attempt == 3 {
+			return nil, 0, errcode.New(errcode.Unavailable, "campaign %s: its draft log does not continue the saved draft (rev %d, log starts at %d)", r.id, c.Rev, entries[0].Rev)
+		}
+		if c, err = h.campaigns.Campaign(ctx, r.ws, r.id); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+func (r *room) close() {
+	if r.stop != nil {
+		r.stop()
+		<-r.done
+	}
+	r.hub.bus.Unsubscribe(context.Background(), r.channel)
+	r.mu.Lock()
+	for _, w := range r.waiters {
+		w.fn(false)
+	}
+	r.waiters = nil
+	r.mu.Unlock()
+}
+
+// update is the part of an update message the room reads.
+type update struct {
+	Rev int64                    `json:"rev"`
+	Ops []campaign.Op            `json:"ops"`
+	By  struct{ Session string } `json:"by"`
+	At  int64                    `json:"at"`
+}
+
+func decodeUpdate(msg []byte) (*update, error) {
+	var u update
+	if err := json.Unmarshal(msg, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+var updatePrefix = []byte(`{"type":"update",`)
+
+// onMessage receives the campaign channel's messages (on the bus goroutine).
+func (r *room) onMessage(msg []byte) {
+	if msg == nil {
+		r.poke()
+		return
+	}
+	if string(msg) == `{"type":"presence"}` {
+		select {
+		case r.presence <- struct{}{}:
+		default:
+		}
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.loaded {
+		r.early = append(r.early, msg)
+		return
+	}
+	r.handleLocked(msg)
+}
+
+// poke asks the room goroutine to check Redis for missed updates.
+func (r *room) poke() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *room) handleLocked(msg []byte) {
+	if bytes.HasPrefix(msg, updatePrefix) {
+		r.deliverLocked(msg)
+		return
+	}
+	// Any other event (status, saved, activity results...) goes to every
+	// session as it is; a status change is also remembered.
+	var ev struct {
+		Type    string `json:"type"`
+		Status  string `json:"status"`
+		Version int64  `json:"version"`
+	}
+	if json.Unmarshal(msg, &ev) != nil {
+		return
+	}
+	switch ev.Type {
+	case "status":
+		r.status = campaign.Status(ev.Status)
+	case "saved", "published":
+		if ev.Version > r.version {
+			r.version = ev.Version
+		}
+	}
+	for _, m := range r.members {
+		m.s.Send(msg)
+	}
+}
+
+// deliver takes a committed update from any source (the edit script's reply,
+// pub/sub, a log read) and applies it in rev order.
+func (r *room) deliver(msg []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deliverLocked(msg)
+}
+
+func (r *room) deliverLocked(msg []byte) {
+	rev := peekRev(msg)
+	if rev <= r.rev {
+		return // already applied
+	}
+	if rev > r.rev+1 {
+		r.pending[rev] = msg
+		r.poke()
+		return
+	}
+	for {
+		r.applyLocked(msg)
+		next, ok := r.pending[r.rev+1]
+		if !ok {
+			break
+		}
+		delete(r.pending, r.rev+1)
+		msg = next
+	}
+	for rev := range r.pending {
+		if rev <= r.rev {
+			delete(r.pending, rev)
+		}
+	}
+	r.runWaitersLocked()
+}
+
+func (r *room) applyLocked(msg []byte) {
+	u, err := decodeUpdate(msg)
+	if err == nil {
+		var ch *campaign.Change
+		ch, err = r.doc.Apply(u.Ops)
+		if err == nil {
+			r.size += ch.SizeDelta
+		}
+	}
+	if err != nil {
+		// Every committed batch was validated against a draft the overlap
+		// rule protects, so this means the copies diverged: rebuild.
+		r.hub.log.Error("committed update does not apply; reloading the draft", "campaign", r.id, "rev", peekRev(msg), "err", err)
+		r.broken = true
+		r.poke()
+	}
+	r.rev = peekRev(msg)
+	if u != nil && u.At > 0 {
+		metrics.FanoutLag.Observe(time.Since(time.UnixMilli(u.At)).Seconds())
+	}
+	author := ""
+	if u != nil {
+		author = u.By.Session
+	}
+	for s, m := range r.members {
+		if s.id != author {
+			m.s.Send(msg)
+		}
+	}
+}
+
+// peekRev reads "rev" from an update message without decoding it whole;
+// the message always starts {"type":"update","campaign":"...","rev":N,
+func peekRev(msg []byte) int64 {
+	i := bytes.Index(msg, []byte(`"rev":`))
+	if i < 0 {
+		return 0
+	}
+	j := i + 6
+	k := j
+	for k < len(msg) && msg[k] >= '0' && msg[k] <= '9' {
+		k++
+	}
+	n, _ := strconv.ParseInt(string(msg[j:k]), 10, 64)
+	return n
+}
+
+// after runs fn once the room has delivered rev (at once if it has).
+func (r *room) after(rev int64, fn func(ok bool)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rev >= rev {
+		fn(true)
+		return
+	}
+	r.waiters = append(r.waiters, waiter{rev: rev, fn: fn})
+}
+
+func (r *room) runWaitersLocked() {
+	if len(r.waiters) == 0 {
+		return
+	}
+	kept := r.waiters[:0]
+	for _, w := range r.waiters {
+		if w.rev <= r.rev {
+			w.fn(true)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	r.waiters = kept
+}
+
+// fill reads the log from the room's rev up to upto (-1: the end) and
+// delivers it. A log that no longer reaches back to the room's rev means the
+// history was trimmed or lost: the room reloads.
+func (r *room) fill(ctx context.Context, upto int64) error {
+	r.fillMu.Lock()
+	defer r.fillMu.Unlock()
+	r.mu.Lock()
+	from := r.rev
+	r.mu.Unlock()
+	if upto >= 0 && upto <= from {
+		return nil
+	}
+	entries, err := r.hub.drafts.Log(ctx, r.id, from, upto)
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 && entries[0].Rev != from+1 {
+		return r.reloadLocked(ctx)
+	}
+	for _, e := range entries {
+		r.deliver(e.Msg)
+	}
+	return nil
+}
+
+// reload rebuilds the room from the saved draft and the log (a new epoch,
+// or a copy that diverged) and tells every session: refresh "gap", then a
+// fresh snapshot. Waiting acks fail: their edits may be gone with the epoch.
+func (r *room) reload(ctx context.Context) error {
+	r.fillMu.Lock()
+	defer r.fillMu.Unlock()
+	return r.reloadLocked(ctx)
+}
+
+func (r *room) reloadLocked(ctx context.Context) error {
+	h := r.hub
+	c, err := h.campaigns.Campaign(ctx, r.ws, r.id)
+	if err != nil {
+		return err
+	}
+	head, err := h.drafts.Open(ctx, r.ws, r.id, c.Rev, string(c.Status))
+	if err != nil {
+		return err
+	}
+	doc, rev, err := r.build(ctx, c)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lostHistory := head.Epoch != r.epoch
+	r.doc, r.rev, r.epoch, r.status, r.version, r.broken = doc, rev, head.Epoch, campaign.Status(head.Status), c.Version, false
+	if b, err := doc.Marshal(); err == nil {
+		r.size = len(b)
+	}
+	clear(r.pending)
+	for _, w := range r.waiters {
+		w.fn(!lostHistory && w.rev <= r.rev)
+	}
+	r.waiters = nil
+	for _, m := range r.members {
+		r.resyncLocked(m, nil)
+	}
+	h.log.Info("campaign draft reloaded", "campaign", r.id, "rev", rev, "epoch", head.Epoch, "new_epoch", lostHistory)
+	return nil
+}
+
+// resyncLocked sends a session refresh "gap" and a fresh snapshot.
+func (r *room) resyncLocked(m *member, req *Request) {
+	var ref json.RawMessage
+	if req != nil {
+		ref = req.Ref
+	}
+	m.s.Send(encode("refresh", ref, Msg{"campaign": r.id, "rev": r.rev, "reason": "gap", "paths": []string{}, "values": map[string]any{}}))
+	m.s.Send(r.snapshotLocked(ref))
+}
+
+func (r *room) snapshotLocked(ref json.RawMessage) []byte {
+	doc, err := r.doc.Marshal()
+	if err != nil {
+		doc = []byte("{}")
+	}
+	return encode("snapshot", ref, Msg{"campaign": r.id, "status": r.status, "rev": r.rev, "epoch": r.epoch,
+		"doc": json.RawMessage(doc), "version": r.version, "editors": r.editorsLocked()})
+}
+
+func (r *room) editorsLocked() []draft.Presence {
+	if r.editors == nil {
+		return []draft.Presence{}
+	}
+	return r.editors
+}
+
+// run keeps the room alive: presence heartbeats, gap checks, presence pushes.
+func (r *room) run(ctx context.Context) {
+	defer close(r.done)
+	beat := r.hub.presenceTTL / 3
+	if beat <= 0 {
+		beat = 10 * time.Second
+	}
+	t := time.NewTicker(beat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+			r.catchUp(ctx)
+		case <-r.presence:
+			r.pushPresence(ctx)
+		case <-t.C:
+			r.mu.Lock()
+			ids := make([]string, 0, len(r.members))
+			for s := range r.members {
+				ids = append(ids, s.id)
+			}
+			r.mu.Unlock()
+			if len(ids) > 0 {
+				if err := r.hub.drafts.TouchPresence(ctx, r.id, ids); err != nil {
+					r.hub.log.Warn("presence heartbeat", "campaign", r.id, "err", err)
+				}
+			}
+			r.catchUp(ctx)
+		}
+	}
+}
+
+// catchUp compares the room with Redis: a new epoch or a broken copy
+// reloads, a missed update is filled from the log.
+func (r *room) catchUp(ctx context.Context) {
+	head, ok, err := r.hub.drafts.Head(ctx, r.id)
+	if err != nil {
+		r.hub.log.Warn("draft head", "campaign", r.id, "err", err)
+		return
+	}
+	r.mu.Lock()
+	needReload := !ok || head.Epoch != r.epoch || r.broken
+	behind := head.Rev > r.rev
+	r.mu.Unlock()
+	switch {
+	case needReload:
+		err = r.reload(ctx)
+	case behind:
+		err = r.fill(ctx, head.Rev)
+	}
+	if err != nil && ctx.Err() == nil {
+		r.hub.log.Warn("catch up", "campaign", r.id, "err", err)
+	}
+}
+
+func (r *room) pushPresence(ctx context.Context) {
+	list, err := r.hub.drafts.Presence(ctx, r.id)
+	if err != nil {
+		r.hub.log.Warn("presence", "campaign", r.id, "err", err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.editors = list
+	msg := encode("presence", nil, Msg{"campaign": r.id, "editors": r.editorsLocked()})
+	for _, m := range r.members {
+		m.s.Send(msg)
+	}
+}

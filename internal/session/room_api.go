@@ -1,0 +1,41 @@
+package session
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/collab-dev/collab/internal/campaign"
+)
+
+// Room is a joined campaign as seen by handlers of other packages (autosave,
+// audience): enough to read the working draft and to edit it through the
+// same first-writer-wins path as a client's edit.
+type Room struct{ m *member }
+
+// Campaign is the campaign's id.
+func (r *Room) Campaign() string { return r.m.room.id }
+
+// Workspace is the campaign's workspace.
+func (r *Room) Workspace() string { return r.m.room.ws }
+
+// Read runs fn with the working draft (unsaved edits included) and its rev.
+// fn must not keep doc or block.
+func (r *Room) Read(fn func(doc campaign.Document, rev int64)) {
+	r.m.room.mu.Lock()
+	defer r.m.room.mu.Unlock()
+	fn(r.m.room.doc, r.m.room.rev)
+}
+
+// Edit applies ops for the session as an ordinary edit at base.
+func (r *Room) Edit(ctx context.Context, req *Request, ops []campaign.Op, base int64, id string) error {
+	return r.m.room.edit(ctx, r.m, req, ops, base, id)
+}
+
+// SetEditing records the path the session has open in a full-screen editor
+// ("" when none) in its presence.
+func (r *Room) SetEditing(ctx context.Context, path string) error {
+	r.m.editing = path
+	return r.m.s.hub.drafts.SetPresence(ctx, r.m.room.id, r.m.presence())
+}
+
+func formatInt(n int64) string { return strconv.FormatInt(n, 10) }

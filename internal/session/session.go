@@ -1,0 +1,270 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/metrics"
+)
+
+// Session is one WebSocket connection. Its reader goroutine decodes and
+// dispatches requests one at a time (so a session's edits are ordered); its
+// writer goroutine drains the send queue.
+type Session struct {
+	hub  *Hub
+	conn *websocket.Conn
+	id   string
+	out  *queue
+
+	ctx    context.Context // cancelled when the session ends
+	cancel context.CancelFunc
+
+	// Owned by the reader goroutine.
+	claims  *auth.Claims
+	limiter *rate.Limiter
+	joined  map[string]*member
+
+	closeOnce sync.Once
+	wg        sync.WaitGroup // helper goroutines (close handshakes, async commands)
+}
+
+func newSession(h *Hub, conn *websocket.Conn, claims *auth.Claims) *Session {
+	b := make([]byte, 9)
+	rand.Read(b)
+	ctx, cancel := context.WithCancel(h.ctx)
+	conn.SetReadLimit(h.cfg.MaxMessage)
+	return &Session{hub: h, conn: conn, id: "s" + hex.EncodeToString(b), out: newQueue(h.cfg.QueueBytes),
+		ctx: ctx, cancel: cancel, claims: claims,
+		limiter: rate.NewLimiter(rate.Limit(h.cfg.RatePerSec), h.cfg.RateBurst), joined: map[string]*member{}}
+}
+
+// ID is the session's id, unique across nodes.
+func (s *Session) ID() string { return s.id }
+
+// Claims returns who the session speaks for (zero before authentication).
+func (s *Session) Claims() auth.Claims {
+	if s.claims == nil {
+		return auth.Claims{}
+	}
+	return *s.claims
+}
+
+// Context is cancelled when the session ends.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Send queues an encoded message; a full queue closes the session as too
+// slow and reports false.
+func (s *Session) Send(msg []byte) bool {
+	if s.out.push(msg) {
+		return true
+	}
+	if s.ctx.Err() == nil {
+		metrics.SlowClosed.Inc()
+		s.hub.log.Info("session too slow, closing", "session", s.id)
+		s.closeWith(CloseTooSlow, "too slow: rejoin with since")
+	}
+	return false
+}
+
+// Reply queues a reply of the given type to req.
+func (s *Session) Reply(req *Request, typ string, fields Msg) {
+	s.Send(encode(typ, req.Ref, fields))
+}
+
+// ReplyError queues an error reply to req.
+func (s *Session) ReplyError(req *Request, err error) {
+	var ref []byte
+	if req != nil {
+		ref = req.Ref
+	}
+	code := errcode.Of(err)
+	metrics.Errors.WithLabelValues(string(code)).Inc()
+	if code == errcode.Internal {
+		s.hub.log.Error("request failed", "session", s.id, "err", err)
+	}
+	s.Send(encodeError(ref, err))
+}
+
+// Go runs fn beside the reader (for commands that must not hold up the
+// session's other traffic); the session waits for it before ending.
+func (s *Session) Go(fn func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn(s.ctx)
+	}()
+}
+
+// closeWith ends the session with a close code. It is safe from any
+// goroutine and never blocks: the close handshake runs on its own.
+func (s *Session) closeWith(code websocket.StatusCode, reason string) {
+	s.closeOnce.Do(func() {
+		s.out.close()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.conn.Close(code, reason)
+		}()
+		s.cancel()
+	})
+}
+
+func (s *Session) serve() {
+	defer s.hub.removeSession(s)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writer()
+	}()
+	var helloTimer *time.Timer
+	if s.claims == nil {
+		helloTimer = time.AfterFunc(s.hub.cfg.HelloTimeout, func() {
+			s.closeWith(websocket.StatusPolicyViolation, "no valid hello in time")
+		})
+	} else {
+		s.welcome(nil)
+	}
+	s.reader()
+	if helloTimer != nil {
+		helloTimer.Stop()
+	}
+	s.closeWith(websocket.StatusNormalClosure, "")
+	<-writerDone
+	s.leaveAll()
+	s.wg.Wait()
+	s.conn.CloseNow()
+}
+
+func (s *Session) welcome(req *Request) {
+	var ref []byte
+	if req != nil {
+		ref = req.Ref
+	}
+	c := s.claims
+	s.Send(encode("welcome", ref, Msg{"user": c.User, "name": c.Name, "workspace": c.Workspace, "role": c.Role, "session": s.id}))
+}
+
+func (s *Session) reader() {
+	for {
+		// Read is not bound to s.ctx: cancelling it would drop the connection
+		// without our close code; closeWith's Close unblocks it instead.
+		typ, data, err := s.conn.Read(context.Background())
+		if err != nil {
+			if websocket.CloseStatus(err) == -1 && !errors.Is(err, context.Canceled) {
+				s.hub.log.Debug("session read", "session", s.id, "err", err)
+			}
+			return
+		}
+		if typ != websocket.MessageText {
+			s.ReplyError(nil, errcode.New(errcode.Invalid, "binary frames are not accepted; send JSON text frames"))
+			continue
+		}
+		if !s.limiter.Allow() {
+			s.ReplyError(nil, errcode.New(errcode.RateLimited, "too many requests; slow down"))
+			continue
+		}
+		req, err := DecodeRequest(data)
+		if err != nil {
+			s.ReplyError(req, err)
+			continue
+		}
+		metrics.Messages.WithLabelValues(metricType(req.Type)).Inc()
+		if s.claims != nil && !s.claims.Expires.IsZero() && time.Now().After(s.claims.Expires) {
+			s.ReplyError(req, errcode.New(errcode.Unauthorized, "token expired"))
+			s.closeWith(CloseTokenExpired, "token expired")
+			return
+		}
+		if err := s.dispatch(req); err != nil {
+			s.ReplyError(req, err)
+		}
+	}
+}
+
+var knownTypes = map[string]bool{"hello": true, "join": true, "leave": true, "edit": true, "tab": true}
+
+func metricType(t string) string {
+	if knownTypes[t] || len(t) < 32 && (len(t) > 7 && (t[:7] == "editor." || t[:7] == "audienc") || len(t) > 9 && t[:9] == "activity.") {
+		return t
+	}
+	return "other"
+}
+
+func (s *Session) dispatch(req *Request) error {
+	if req.Type == "hello" {
+		return s.hello(req)
+	}
+	if s.claims == nil {
+		return errcode.New(errcode.Unauthorized, "send hello with a token first")
+	}
+	switch req.Type {
+	case "join":
+		return s.join(req)
+	case "leave":
+		return s.leave(req)
+	case "edit":
+		return s.edit(req)
+	case "tab":
+		return s.tab(req)
+	}
+	if fn, ok := s.hub.handlers[req.Type]; ok {
+		return fn(s.ctx, s, req)
+	}
+	return errcode.New(errcode.Invalid, "unknown message type %q", req.Type)
+}
+
+func (s *Session) hello(req *Request) error {
+	if s.claims != nil {
+		return errcode.New(errcode.Invalid, "already authenticated")
+	}
+	c, err := s.hub.signer.Verify(req.Token)
+	if err != nil {
+		return err
+	}
+	s.claims = &c
+	s.welcome(req)
+	return nil
+}
+
+func (s *Session) writer() {
+	ping := time.NewTicker(s.hub.cfg.PingInterval)
+	defer ping.Stop()
+	var batch [][]byte
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-ping.C:
+			ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.WriteTimeout)
+			err := s.conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				s.closeWith(websocket.StatusGoingAway, "keepalive failed")
+				return
+			}
+		case <-s.out.notify:
+			batch = s.out.take(batch[:0])
+			for i, msg := range batch {
+				ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
+				err := s.conn.Write(ctx, websocket.MessageText, msg)
+				cancel()
+				batch[i] = nil
+				if err != nil {
+					s.closeWith(CloseTooSlow, "write timed out")
+					return
+				}
+			}
+		}
+	}
+}
+
+// Joined reports whether the session has joined the campaign.
+func (s *Session) Joined(campaign string) bool { return s.joined[campaign] != nil }
