@@ -28,6 +28,11 @@ type Batch struct {
 	// writes (test does not).
 	Keys   []string
 	Writes []bool
+	// CheckOnly asks whether the batch conflicts, applying nothing (Outcome
+	// Valid when it does not). A node uses it when a batch fails validation
+	// against a draft newer than its base: if another session changed those
+	// paths since, the client deserves a refresh, not a bad_request.
+	CheckOnly bool
 }
 
 // Outcome is what the edit script decided.
@@ -42,7 +47,8 @@ const (
 	EpochLost Outcome = "epoch"    // the buffer has another epoch now
 	NoBuffer  Outcome = "noinit"   // the buffer is gone (Redis lost it)
 	Archived  Outcome = "archived"
-	Full      Outcome = "full" // the unflushed log is at its bound
+	Full      Outcome = "full"  // the unflushed log is at its bound
+	Valid     Outcome = "valid" // CheckOnly: no conflict
 )
 
 // Result is the script's answer.
@@ -63,7 +69,11 @@ func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
 	}
 	now := time.Now().UnixMilli()
 	args := make([]any, 0, 9+2*len(batch.Keys))
-	args = append(args, batch.Epoch, batch.Base, batch.Session, dedup, batch.Prefix, batch.Suffix, now, k.channel, b.opts.MaxLog)
+	var maxLog any = b.opts.MaxLog
+	if batch.CheckOnly {
+		maxLog, dedup = "check", ""
+	}
+	args = append(args, batch.Epoch, batch.Base, batch.Session, dedup, batch.Prefix, batch.Suffix, now, k.channel, maxLog)
 	for i, key := range batch.Keys {
 		w := "t"
 		if batch.Writes[i] {
@@ -80,7 +90,9 @@ func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
 			} else {
 				cmd = editScript.Eval(ctx, p, ks, args...)
 			}
-			p.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(now), Member: batch.Campaign})
+			if !batch.CheckOnly {
+				p.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(now), Member: batch.Campaign})
+			}
 			return nil
 		})
 		return cmd, err

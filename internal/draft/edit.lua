@@ -2,7 +2,8 @@
 -- KEYS: 1 meta, 2 paths, 3 log, 4 ids
 -- ARGV: 1 epoch, 2 base, 3 session, 4 dedup key (user NUL batch id, or ""),
 --       5 entry prefix, 6 entry suffix (the update message is prefix..rev..suffix),
---       7 now (ms), 8 channel, 9 max log length,
+--       7 now (ms), 8 channel, 9 max log length ("check": only report
+--       conflicts, apply nothing, answer {'valid', rev} when there are none),
 --       10.. pairs of (conflict key, "w" for a write or "t" for a test)
 -- Returns {status, rev, conflicting keys...} where status is one of
 -- ok, dup, conflict, gap, ahead, epoch, noinit, archived, full.
@@ -25,7 +26,7 @@ if ARGV[4] ~= '' then
 end
 if base > rev then return {'ahead', meta[1]} end
 if base < tonumber(meta[3]) then return {'gap', meta[1]} end
-if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[9]) then return {'full', meta[1]} end
+if ARGV[9] ~= 'check' and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[9]) then return {'full', meta[1]} end
 
 -- the newest rev written by a session other than sess, from "r1 s1 r2 s2"
 local function other(v)
@@ -68,6 +69,7 @@ if #conflicts > 0 then
   for _, k in ipairs(conflicts) do out[#out + 1] = k end
   return out
 end
+if ARGV[9] == 'check' then return {'valid', tostring(rev)} end
 
 rev = rev + 1
 local function bump(field)

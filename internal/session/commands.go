@@ -207,13 +207,13 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 		writes[i] = op.Writes()
 	}
 	ch, err := r.doc.Apply(ops)
+	epoch := r.epoch
 	if err != nil {
 		r.mu.Unlock()
-		return err
+		return r.invalid(ctx, m, req, base, epoch, keys, writes, err)
 	}
 	size := r.size + ch.SizeDelta
 	ch.Undo()
-	epoch := r.epoch
 	r.mu.Unlock()
 	if max := r.hub.cfg.Limits.MaxDocBytes; size > max {
 		return errcode.New(errcode.TooLarge, "the campaign document would be %d bytes, over the %d limit", size, max)
@@ -259,24 +259,7 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 		})
 		return nil
 	case draft.Conflict:
-		metrics.Conflicts.Inc()
-		if err := r.fill(ctx, res.Rev); err != nil {
-			return err
-		}
-		r.after(res.Rev, func(ok bool) {
-			// Runs under the room lock: the values are those of r.rev, and
-			// every update up to r.rev is already in the session's queue.
-			values := map[string]any{}
-			for _, k := range res.Conflicts {
-				if p, err := campaign.ParsePointer(k); err == nil {
-					if v, ok := r.doc.Get(p); ok {
-						values[k] = v
-					}
-				}
-			}
-			s.Reply(req, "refresh", Msg{"campaign": r.id, "rev": r.rev, "reason": "conflict", "paths": res.Conflicts, "values": values})
-		})
-		return nil
+		return r.refresh(ctx, m, req, res)
 	case draft.Gap:
 		r.mu.Lock()
 		r.resyncLocked(m, req)
@@ -292,6 +275,51 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 		r.poke()
 		return errcode.New(errcode.Unavailable, "the draft history was reset; a fresh snapshot follows, resend after it")
 	}
+}
+
+// refresh answers a losing batch once the room has delivered the winner's
+// rev: the conflicting paths with their current values.
+func (r *room) refresh(ctx context.Context, m *member, req *Request, res draft.Result) error {
+	metrics.Conflicts.Inc()
+	if err := r.fill(ctx, res.Rev); err != nil {
+		return err
+	}
+	r.after(res.Rev, func(ok bool) {
+		// Runs under the room lock: the values are those of r.rev, and every
+		// update up to r.rev is already in the session's queue.
+		values := map[string]any{}
+		for _, k := range res.Conflicts {
+			if p, err := campaign.ParsePointer(k); err == nil {
+				if v, ok := r.doc.Get(p); ok {
+					values[k] = v
+				}
+			}
+		}
+		m.s.Reply(req, "refresh", Msg{"campaign": r.id, "rev": r.rev, "reason": "conflict", "paths": res.Conflicts, "values": values})
+	})
+	return nil
+}
+
+// invalid handles a batch that does not apply to the room's draft. The draft
+// may be newer than the batch's base: when another session changed those
+// paths since base, the batch lost a race and gets a refresh; otherwise it
+// is simply invalid.
+func (r *room) invalid(ctx context.Context, m *member, req *Request, base int64, epoch string, keys []string, writes []bool, invalid error) error {
+	if base >= r.revNow() {
+		return invalid
+	}
+	res, err := r.hub.drafts.Apply(ctx, draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
+		Session: m.s.id, User: m.s.Claims().User, Keys: keys, Writes: writes, CheckOnly: true})
+	if err != nil || res.Outcome != draft.Conflict {
+		return invalid
+	}
+	return r.refresh(ctx, m, req, res)
+}
+
+func (r *room) revNow() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rev
 }
 
 func itoa(n int64) string { return formatInt(n) }

@@ -548,7 +548,7 @@ func (r *room) run(ctx context.Context) {
 			}
 			r.mu.Unlock()
 			if len(ids) > 0 {
-				if err := r.hub.drafts.TouchPresence(ctx, r.id, ids); err != nil {
+				if err := r.hub.drafts.TouchPresence(ctx, r.id, ids); err != nil && ctx.Err() == nil {
 					r.hub.log.Warn("presence heartbeat", "campaign", r.id, "err", err)
 				}
 			}
@@ -562,7 +562,9 @@ func (r *room) run(ctx context.Context) {
 func (r *room) catchUp(ctx context.Context) {
 	head, ok, err := r.hub.drafts.Head(ctx, r.id)
 	if err != nil {
-		r.hub.log.Warn("draft head", "campaign", r.id, "err", err)
+		if ctx.Err() == nil {
+			r.hub.log.Warn("draft head", "campaign", r.id, "err", err)
+		}
 		return
 	}
 	r.mu.Lock()
@@ -583,7 +585,9 @@ func (r *room) catchUp(ctx context.Context) {
 func (r *room) pushPresence(ctx context.Context) {
 	list, err := r.hub.drafts.Presence(ctx, r.id)
 	if err != nil {
-		r.hub.log.Warn("presence", "campaign", r.id, "err", err)
+		if ctx.Err() == nil {
+			r.hub.log.Warn("presence", "campaign", r.id, "err", err)
+		}
 		return
 	}
 	r.mu.Lock()

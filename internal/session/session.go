@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -33,6 +34,7 @@ type Session struct {
 	limiter *rate.Limiter
 	joined  map[string]*member
 
+	authed    atomic.Bool // set once hello (or the bearer header) succeeded
 	closeOnce sync.Once
 	wg        sync.WaitGroup // helper goroutines (close handshakes, async commands)
 }
@@ -128,9 +130,12 @@ func (s *Session) serve() {
 	var helloTimer *time.Timer
 	if s.claims == nil {
 		helloTimer = time.AfterFunc(s.hub.cfg.HelloTimeout, func() {
-			s.closeWith(websocket.StatusPolicyViolation, "no valid hello in time")
+			if !s.authed.Load() {
+				s.closeWith(websocket.StatusPolicyViolation, "no valid hello in time")
+			}
 		})
 	} else {
+		s.authed.Store(true)
 		s.welcome(nil)
 	}
 	s.reader()
@@ -230,6 +235,7 @@ func (s *Session) hello(req *Request) error {
 		return err
 	}
 	s.claims = &c
+	s.authed.Store(true)
 	s.welcome(req)
 	return nil
 }
