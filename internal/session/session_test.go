@@ -322,7 +322,7 @@ func TestSlowConsumerCutOff(t *testing.T) {
 		slow.Read(ctx) // welcome
 		slow.Write(ctx, websocket.MessageText, []byte(`{"type":"join","campaign":"`+id+`"}`))
 		slow.Read(ctx) // snapshot; from here on the kernel buffers fill, then the queue
-		big := strings.Repeat("x", 16<<10)
+		big := strings.Repeat("x", 60<<10)
 		sessionsBefore := n.hub.Sessions()
 		deadline := time.Now().Add(20 * time.Second)
 		rev := int64(0)
@@ -338,7 +338,7 @@ func TestSlowConsumerCutOff(t *testing.T) {
 		if n.hub.Sessions() != sessionsBefore-1 {
 			t.Fatalf("slow consumer not cut off after %d updates", rev)
 		}
-		t.Logf("slow consumer cut off after %d updates of 16 KiB", rev)
+		t.Logf("slow consumer cut off after %d updates of 60 KiB", rev)
 		// The others go on.
 		writer.edit(id, rev, `[{"op":"replace","path":"/big","value":"after"}]`)
 		writer.expect("ack")

@@ -1,0 +1,226 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+)
+
+// Each bad request gets its error and changes nothing; the session stays
+// usable afterwards.
+func TestBadRequests(t *testing.T) {
+	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
+		n := c.node(Config{Limits: campaign.Limits{MaxDocBytes: 4096}})
+		id := c.campaign("w1", doc)
+		other := c.campaign("w2", doc)
+		a := c.connect(n, "ann", "w1", auth.Editor)
+		a.join(id)
+		cases := []struct {
+			name, frame, code string
+		}{
+			{"malformed JSON", `{"type":"edit",`, "bad_request"},
+			{"not an object", `[1,2]`, "bad_request"},
+			{"missing type", `{"campaign":"x"}`, "bad_request"},
+			{"unknown type", `{"type":"frobnicate","ref":1}`, "bad_request"},
+			{"bad ref", `{"type":"join","ref":{"x":1}}`, "bad_request"},
+			{"edit without join", `{"type":"edit","campaign":"` + other + `","base":0,"ops":[{"op":"add","path":"/x","value":1}]}`, "bad_request"},
+			{"bad pointer", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[{"op":"add","path":"x","value":1}]}`, "bad_request"},
+			{"bad escape", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[{"op":"add","path":"/a~9","value":1}]}`, "bad_request"},
+			{"root", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[{"op":"replace","path":"","value":{}}]}`, "bad_request"},
+			{"unsupported op", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[{"op":"move","from":"/name","path":"/x"}]}`, "bad_request"},
+			{"empty ops", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[]}`, "bad_request"},
+			{"missing base", `{"type":"edit","campaign":"` + id + `","ops":[{"op":"add","path":"/x","value":1}]}`, "bad_request"},
+			{"base above rev", `{"type":"edit","campaign":"` + id + `","base":5,"ops":[{"op":"add","path":"/x","value":1}]}`, "bad_request"},
+			{"one invalid op refuses the batch", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[{"op":"replace","path":"/name","value":"X"},{"op":"remove","path":"/nope"}]}`, "bad_request"},
+			{"failing test", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[{"op":"test","path":"/name","value":"nope"},{"op":"replace","path":"/name","value":"X"}]}`, "bad_request"},
+			{"document too large", `{"type":"edit","campaign":"` + id + `","base":0,"ops":[{"op":"add","path":"/pad","value":"` + strings.Repeat("p", 5000) + `"}]}`, "too_large"},
+			{"bad campaign id", `{"type":"join","campaign":"../etc"}`, "bad_request"},
+			{"another workspace's campaign", `{"type":"join","campaign":"` + other + `"}`, "not_found"},
+			{"missing campaign", `{"type":"join","campaign":"c_nope"}`, "not_found"},
+			{"second hello", `{"type":"hello","token":"x"}`, "bad_request"},
+			{"bad batch id", `{"type":"edit","campaign":"` + id + `","base":0,"id":{"a":1},"ops":[{"op":"add","path":"/x","value":1}]}`, "bad_request"},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				a.sendRaw(tc.frame)
+				e := a.expect("error")
+				if e["code"] != tc.code || e["message"] == "" {
+					t.Fatalf("got %v", e)
+				}
+			})
+		}
+		// A binary frame.
+		a.conn.Write(context.Background(), websocket.MessageBinary, []byte{1, 2, 3})
+		if e := a.expect("error"); e["code"] != "bad_request" {
+			t.Fatalf("binary: %v", e)
+		}
+		// Nothing changed, and the session still works.
+		snap := c.connect(n, "x", "w1", auth.Viewer).join(id)
+		if num(snap["rev"]) != 0 || jsonOf(snap["doc"]) != jsonOf(mustJSON(doc)) {
+			t.Fatalf("changed: %v", snap)
+		}
+		a.edit(id, 0, `[{"op":"replace","path":"/name","value":"ok"}]`)
+		a.expect("ack")
+	})
+}
+
+func mustJSON(s string) any {
+	var v any
+	if err := jsonUnmarshal([]byte(s), &v); err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestRoles(t *testing.T) {
+	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
+		n := c.node(Config{})
+		id := c.campaign("w1", doc)
+		v := c.connect(n, "vic", "w1", auth.Viewer)
+		v.join(id) // viewers may join and switch tabs
+		v.send(map[string]any{"type": "tab", "campaign": id, "tab": "audience"})
+		v.expect("ok")
+		v.edit(id, 0, `[{"op":"replace","path":"/name","value":"X"}]`)
+		if e := v.expect("error"); e["code"] != "forbidden" {
+			t.Fatalf("viewer edit: %v", e)
+		}
+		if s := c.connect(n, "x", "w1", auth.Viewer).join(id); num(s["rev"]) != 0 {
+			t.Fatalf("viewer changed the draft: %v", s)
+		}
+	})
+}
+
+func TestArchivedRefusesEdits(t *testing.T) {
+	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
+		n := c.node(Config{})
+		id := c.campaign("w1", doc)
+		a := c.connect(n, "ann", "w1", auth.Admin)
+		a.join(id)
+		if _, err := c.store.Transition(context.Background(), "w1", id, campaign.Archive); err != nil {
+			t.Fatal(err)
+		}
+		n.buf.SetStatus(context.Background(), id, "archived")
+		if st := a.expect("status"); st["status"] != "archived" {
+			t.Fatalf("status %v", st)
+		}
+		a.edit(id, 0, `[{"op":"replace","path":"/name","value":"X"}]`)
+		if e := a.expect("error"); e["code"] != "conflict" {
+			t.Fatalf("archived edit: %v", e)
+		}
+	})
+}
+
+func TestAuthentication(t *testing.T) {
+	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
+		n := c.node(Config{HelloTimeout: 300 * time.Millisecond})
+		id := c.campaign("w1", doc)
+
+		// Nothing but hello before authentication.
+		cl, _, err := dial(t, n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.send(map[string]any{"type": "join", "campaign": id, "ref": "j"})
+		if e := cl.expect("error"); e["code"] != "unauthorized" || e["ref"] != "j" {
+			t.Fatalf("join before hello: %v", e)
+		}
+		// A forged token.
+		forger, _ := auth.NewSigner([]byte("some-other-secret-entirely-123"))
+		forged, _ := forger.Sign(auth.Claims{User: "u", Workspace: "w1", Role: auth.Admin}, time.Hour)
+		cl.send(map[string]any{"type": "hello", "token": forged})
+		if e := cl.expect("error"); e["code"] != "unauthorized" {
+			t.Fatalf("forged hello: %v", e)
+		}
+		// No valid hello in time: closed with 1008.
+		select {
+		case <-cl.in:
+		case <-time.After(2 * time.Second):
+		}
+		for range cl.in {
+		}
+		if err := <-cl.err; websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+			t.Fatalf("want close 1008, got %v", err)
+		}
+
+		// A good bearer header: welcome, unprompted.
+		good, _, err := dial(t, n, http.Header{"Authorization": {"Bearer " + c.token("ann", "w1", auth.Editor)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := good.expect("welcome"); w["user"] != "ann" || w["workspace"] != "w1" || w["role"] != "editor" || w["session"] == "" {
+			t.Fatalf("welcome %v", w)
+		}
+		time.Sleep(500 * time.Millisecond) // past the hello timeout: still open
+		good.join(id)
+
+		// Refused before the upgrade.
+		expired, _ := c.signer.Sign(auth.Claims{User: "u", Workspace: "w1", Role: auth.Editor}, -time.Minute)
+		for name, tc := range map[string]struct {
+			header http.Header
+			status int
+		}{
+			"expired bearer": {http.Header{"Authorization": {"Bearer " + expired}}, 401},
+			"forged bearer":  {http.Header{"Authorization": {"Bearer " + forged}}, 401},
+			"foreign origin": {http.Header{"Origin": {"https://evil.example"}}, 403},
+		} {
+			_, resp, err := dial(t, n, tc.header)
+			if err == nil || resp == nil || resp.StatusCode != tc.status {
+				t.Errorf("%s: want %d, got %v %v", name, tc.status, resp, err)
+			}
+		}
+		// Without the subprotocol.
+		req, _ := http.NewRequest("GET", n.srv.URL, nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 400 {
+			t.Fatalf("no subprotocol: %v %v", resp, err)
+		}
+	})
+}
+
+func TestFrameAndRateLimits(t *testing.T) {
+	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
+		n := c.node(Config{MaxMessage: 1024, RatePerSec: 5, RateBurst: 10})
+		id := c.campaign("w1", doc)
+		a := c.connect(n, "ann", "w1", auth.Editor)
+		a.join(id)
+		// Over the burst: rate_limited errors, and the session stays open.
+		for i := 0; i < 30; i++ {
+			a.send(map[string]any{"type": "tab", "campaign": id, "tab": "x"})
+		}
+		limited := 0
+		for i := 0; i < 30; i++ {
+			m := a.next()
+			if m["type"] == "error" && m["code"] == "rate_limited" {
+				limited++
+			}
+		}
+		if limited < 15 {
+			t.Fatalf("only %d of 30 rate limited", limited)
+		}
+		time.Sleep(time.Second)
+		a.send(map[string]any{"type": "tab", "campaign": id, "tab": "y"})
+		a.expect("ok")
+		// An oversized frame closes with 1009.
+		a.sendRaw(`{"type":"tab","campaign":"` + id + `","tab":"` + strings.Repeat("z", 2000) + `"}`)
+		for range a.in {
+		}
+		if err := <-a.err; websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+			var ce websocket.CloseError
+			errors.As(err, &ce)
+			t.Fatalf("want close 1009, got %v", err)
+		}
+	})
+}
