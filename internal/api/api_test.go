@@ -1,0 +1,215 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/store/sqlstore"
+)
+
+type statusLog struct{ got []string }
+
+func (s *statusLog) SetStatus(_ context.Context, id, status string) error {
+	s.got = append(s.got, id+":"+status)
+	return nil
+}
+
+type fixture struct {
+	t      *testing.T
+	srv    *httptest.Server
+	signer *auth.Signer
+	status *statusLog
+	ready  error
+}
+
+func newFixture(t *testing.T) *fixture {
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	signer, _ := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	f := &fixture{t: t, signer: signer, status: &statusLog{}}
+	h := New(Deps{Store: st, Signer: signer, Status: f.status, Limits: campaign.Limits{MaxDocBytes: 1024},
+		Ready: []Checker{{Name: "store", Check: st.Ping}, {Name: "fake", Check: func(context.Context) error { return f.ready }}}})
+	f.srv = httptest.NewServer(h)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fixture) token(user, ws string, role auth.Role) string {
+	tok, _ := f.signer.Sign(auth.Claims{User: user, Workspace: ws, Role: role}, time.Hour)
+	return tok
+}
+
+func (f *fixture) do(method, path, token, body string) (int, map[string]any) {
+	f.t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	return resp.StatusCode, m
+}
+
+func errCode(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+func TestCampaignLifecycleOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	ed, admin := f.token("ann", "w1", auth.Editor), f.token("root", "w1", auth.Admin)
+	code, c := f.do("POST", "/v1/campaigns", ed, `{"name":"Spring sale"}`)
+	if code != 201 || c["status"] != "draft" || c["version"].(float64) != 1 || c["doc"].(map[string]any)["name"] != "Spring sale" {
+		t.Fatalf("create: %d %v", code, c)
+	}
+	id := c["id"].(string)
+	code, c = f.do("POST", "/v1/campaigns", ed, `{"name":"With doc","doc":{"name":"x","messages":{}}}`)
+	if code != 201 || c["doc"].(map[string]any)["messages"] == nil {
+		t.Fatalf("create with doc: %d %v", code, c)
+	}
+	code, list := f.do("GET", "/v1/campaigns", ed, "")
+	if code != 200 || len(list["campaigns"].([]any)) != 2 {
+		t.Fatalf("list: %d %v", code, list)
+	}
+	code, got := f.do("GET", "/v1/campaigns/"+id, ed, "")
+	if code != 200 || got["live"] != nil || got["draft"].(map[string]any)["name"] != "Spring sale" {
+		t.Fatalf("get: %d %v", code, got)
+	}
+	for _, step := range []struct {
+		action, token string
+		code          int
+		status        string
+	}{
+		{"stop", ed, 409, ""},
+		{"launch", ed, 200, "active"},
+		{"launch", ed, 409, ""},
+		{"stop", ed, 200, "stopped"},
+		{"resume", ed, 200, "active"},
+		{"archive", ed, 403, ""},
+		{"archive", admin, 200, "archived"},
+		{"resume", admin, 409, ""},
+		{"explode", admin, 404, ""},
+	} {
+		code, body := f.do("POST", "/v1/campaigns/"+id+"/"+step.action, step.token, "")
+		if code != step.code || (step.status != "" && body["status"] != step.status) {
+			t.Fatalf("%s: %d %v", step.action, code, body)
+		}
+	}
+	if strings.Join(f.status.got, ",") != id+":active,"+id+":stopped,"+id+":active,"+id+":archived" {
+		t.Fatalf("status announcements %v", f.status.got)
+	}
+	_, got = f.do("GET", "/v1/campaigns/"+id, ed, "")
+	if got["live"].(map[string]any)["name"] != "Spring sale" {
+		t.Fatalf("live after launch: %v", got)
+	}
+	code, vs := f.do("GET", "/v1/campaigns/"+id+"/versions", ed, "")
+	if code != 200 || len(vs["versions"].([]any)) != 1 || vs["versions"].([]any)[0].(map[string]any)["trigger"] != "create" {
+		t.Fatalf("versions: %d %v", code, vs)
+	}
+}
+
+func TestBadHTTPInput(t *testing.T) {
+	f := newFixture(t)
+	ed, viewer, other := f.token("ann", "w1", auth.Editor), f.token("vic", "w1", auth.Viewer), f.token("eve", "w2", auth.Admin)
+	_, c := f.do("POST", "/v1/campaigns", ed, `{"name":"Spring"}`)
+	id := c["id"].(string)
+
+	expired, _ := f.signer.Sign(auth.Claims{User: "u", Workspace: "w1", Role: auth.Editor}, -time.Minute)
+	forger, _ := auth.NewSigner([]byte("ffffffffffffffffffffffffffffffff"))
+	forged, _ := forger.Sign(auth.Claims{User: "u", Workspace: "w1", Role: auth.Admin}, time.Hour)
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"u","ws":"w1","role":"admin"}`)) + "."
+
+	cases := []struct {
+		name, method, path, token, body string
+		status                          int
+		code                            string
+	}{
+		{"no token", "GET", "/v1/campaigns", "", "", 401, "unauthorized"},
+		{"expired token", "GET", "/v1/campaigns", expired, "", 401, "unauthorized"},
+		{"forged token", "GET", "/v1/campaigns", forged, "", 401, "unauthorized"},
+		{"alg none token", "GET", "/v1/campaigns", none, "", 401, "unauthorized"},
+		{"malformed JSON", "POST", "/v1/campaigns", ed, `{"name":`, 400, "bad_request"},
+		{"empty body", "POST", "/v1/campaigns", ed, ``, 400, "bad_request"},
+		{"unknown field", "POST", "/v1/campaigns", ed, `{"name":"x","colour":"red"}`, 400, "bad_request"},
+		{"trailing data", "POST", "/v1/campaigns", ed, `{"name":"x"}{"name":"y"}`, 400, "bad_request"},
+		{"missing name", "POST", "/v1/campaigns", ed, `{"doc":{}}`, 400, "bad_request"},
+		{"doc not an object", "POST", "/v1/campaigns", ed, `{"name":"x","doc":[1]}`, 400, "bad_request"},
+		{"doc over the limit", "POST", "/v1/campaigns", ed, `{"name":"x","doc":{"pad":"` + strings.Repeat("p", 2000) + `"}}`, 413, "too_large"},
+		{"body over the limit", "POST", "/v1/campaigns", ed, `{"name":"x","doc":{"pad":"` + strings.Repeat("p", 100<<10) + `"}}`, 413, "too_large"},
+		{"viewer creates", "POST", "/v1/campaigns", viewer, `{"name":"x"}`, 403, "forbidden"},
+		{"viewer launches", "POST", "/v1/campaigns/" + id + "/launch", viewer, ``, 403, "forbidden"},
+		{"unknown id", "GET", "/v1/campaigns/c_nope", ed, "", 404, "not_found"},
+		{"weird id", "GET", "/v1/campaigns/%27%3B--", ed, "", 404, "not_found"},
+		{"other workspace reads", "GET", "/v1/campaigns/" + id, other, "", 404, "not_found"},
+		{"other workspace launches", "POST", "/v1/campaigns/" + id + "/launch", other, "", 404, "not_found"},
+		{"other workspace history", "GET", "/v1/campaigns/" + id + "/versions", other, "", 404, "not_found"},
+		{"unknown route", "GET", "/v1/nothing", ed, "", 404, "not_found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := f.do(tc.method, tc.path, tc.token, tc.body)
+			if code != tc.status || errCode(body) != tc.code {
+				t.Fatalf("got %d %v", code, body)
+			}
+			if msg := body["error"].(map[string]any)["message"]; msg == "" {
+				t.Fatal("empty message")
+			}
+		})
+	}
+	// Nothing above changed the campaign.
+	_, got := f.do("GET", "/v1/campaigns/"+id, ed, "")
+	if got["status"] != "draft" || got["version"].(float64) != 1 {
+		t.Fatalf("changed: %v", got)
+	}
+	_, list := f.do("GET", "/v1/campaigns", other, "")
+	if len(list["campaigns"].([]any)) != 0 {
+		t.Fatalf("other workspace lists: %v", list)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	f := newFixture(t)
+	if code, b := f.do("GET", "/healthz", "", ""); code != 200 || b["status"] != "ok" {
+		t.Fatalf("healthz %d %v", code, b)
+	}
+	if code, b := f.do("GET", "/readyz", "", ""); code != 200 || b["checks"].(map[string]any)["store"] != "ok" {
+		t.Fatalf("readyz %d %v", code, b)
+	}
+	f.ready = errors.New("redis: connection refused")
+	if code, b := f.do("GET", "/readyz", "", ""); code != 503 || b["checks"].(map[string]any)["fake"] != "redis: connection refused" {
+		t.Fatalf("readyz down %d %v", code, b)
+	}
+	resp, err := http.Get(f.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"collab_http_requests_total", "collab_sessions", "collab_edits_accepted_total", "collab_edit_conflicts_total", "collab_oldest_unflushed_edit_age_seconds"} {
+		if !strings.Contains(string(raw), name) {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+}
