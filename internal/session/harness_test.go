@@ -30,7 +30,7 @@ var testSecret = []byte("test-secret-test-secret-test-secret")
 // cluster is one Redis and one store shared by any number of nodes, as in
 // production.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	redis  testenv.RedisBackend
 	prefix string
 	store  store.Store
@@ -38,7 +38,7 @@ type cluster struct {
 	opts   draft.Options
 }
 
-func newCluster(t *testing.T, be testenv.RedisBackend, opts draft.Options) *cluster {
+func newCluster(t testing.TB, be testenv.RedisBackend, opts draft.Options) *cluster {
 	t.Helper()
 	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "collab.db"))
 	if err != nil {
@@ -154,7 +154,7 @@ func dial(t *testing.T, n *node, header http.Header) (*client, *http.Response, e
 // connect dials and authenticates with hello.
 func (c *cluster) connect(n *node, user, ws string, role auth.Role) *client {
 	c.t.Helper()
-	cl, _, err := dial(c.t, n, nil)
+	cl, _, err := dial(c.t.(*testing.T), n, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}

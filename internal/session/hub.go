@@ -124,7 +124,8 @@ type Hub struct {
 	sessions map[*Session]struct{}
 	closing  bool
 
-	wg sync.WaitGroup // sessions and rooms
+	wg         sync.WaitGroup // sessions and rooms
+	pingerDone chan struct{}
 }
 
 // NewHub returns a Hub. presenceTTL is the drafts' presence TTL: rooms beat
@@ -132,9 +133,31 @@ type Hub struct {
 func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *auth.Signer, presenceTTL time.Duration, log *slog.Logger) *Hub {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{cfg: cfg, drafts: drafts, bus: bus, campaigns: campaigns, signer: signer, log: log,
+	h := &Hub{cfg: cfg, drafts: drafts, bus: bus, campaigns: campaigns, signer: signer, log: log,
 		handlers: map[string]Handler{}, presenceTTL: presenceTTL, ctx: ctx, cancel: cancel,
-		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}}
+		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, pingerDone: make(chan struct{})}
+	go h.pinger()
+	return h
+}
+
+// pinger asks every session for a keepalive ping each PingInterval: one
+// goroutine for the node instead of a ticker per session.
+func (h *Hub) pinger() {
+	defer close(h.pingerDone)
+	t := time.NewTicker(h.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+			h.mu.Lock()
+			for s := range h.sessions {
+				s.out.requestPing()
+			}
+			h.mu.Unlock()
+		}
+	}
 }
 
 // SetSaver installs the autosave hook (tab switches, the last session
@@ -260,9 +283,11 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		h.cancel()
+		<-h.pingerDone
 		return nil
 	case <-ctx.Done():
 		h.cancel()
+		<-h.pingerDone
 		return fmt.Errorf("session shutdown: %w", ctx.Err())
 	}
 }

@@ -523,6 +523,9 @@ func (r *room) editorsLocked() []draft.Presence {
 	return r.editors
 }
 
+// presenceEvery bounds how often a room pushes presence to its sessions.
+const presenceEvery = 100 * time.Millisecond
+
 // run keeps the room alive: presence heartbeats, gap checks, presence pushes.
 func (r *room) run(ctx context.Context) {
 	defer close(r.done)
@@ -532,6 +535,7 @@ func (r *room) run(ctx context.Context) {
 	}
 	t := time.NewTicker(beat)
 	defer t.Stop()
+	var lastPush time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -539,6 +543,16 @@ func (r *room) run(ctx context.Context) {
 		case <-r.kick:
 			r.catchUp(ctx)
 		case <-r.presence:
+			// At most one push per presenceEvery: a join storm of N sessions
+			// would otherwise send N lists of N entries to N sessions.
+			if wait := presenceEvery - time.Since(lastPush); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return
+				}
+			}
+			lastPush = time.Now()
 			r.pushPresence(ctx)
 		case <-t.C:
 			r.mu.Lock()

@@ -37,6 +37,7 @@ type Session struct {
 	authed    atomic.Bool // set once hello (or the bearer header) succeeded
 	closeOnce sync.Once
 	wg        sync.WaitGroup // helper goroutines (close handshakes, async commands)
+	writers   sync.WaitGroup // the writer goroutine, while it runs
 }
 
 func newSession(h *Hub, conn *websocket.Conn, claims *auth.Claims) *Session {
@@ -44,9 +45,14 @@ func newSession(h *Hub, conn *websocket.Conn, claims *auth.Claims) *Session {
 	rand.Read(b)
 	ctx, cancel := context.WithCancel(h.ctx)
 	conn.SetReadLimit(h.cfg.MaxMessage)
-	return &Session{hub: h, conn: conn, id: "s" + hex.EncodeToString(b), out: newQueue(h.cfg.QueueBytes),
+	s := &Session{hub: h, conn: conn, id: "s" + hex.EncodeToString(b),
 		ctx: ctx, cancel: cancel, claims: claims,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.RatePerSec), h.cfg.RateBurst), joined: map[string]*member{}}
+	s.out = newQueue(h.cfg.QueueBytes, func() {
+		s.writers.Add(1)
+		go s.writer()
+	})
+	return s
 }
 
 // ID is the session's id, unique across nodes.
@@ -122,11 +128,6 @@ func (s *Session) closeWith(code websocket.StatusCode, reason string) {
 
 func (s *Session) serve() {
 	defer s.hub.removeSession(s)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writer()
-	}()
 	var helloTimer *time.Timer
 	if s.claims == nil {
 		helloTimer = time.AfterFunc(s.hub.cfg.HelloTimeout, func() {
@@ -143,7 +144,7 @@ func (s *Session) serve() {
 		helloTimer.Stop()
 	}
 	s.closeWith(websocket.StatusNormalClosure, "")
-	<-writerDone
+	s.writers.Wait()
 	s.leaveAll()
 	s.wg.Wait()
 	s.conn.CloseNow()
@@ -240,33 +241,34 @@ func (s *Session) hello(req *Request) error {
 	return nil
 }
 
+// writer drains the queue and exits when it is empty; the queue starts it
+// again on the next message or keepalive ping.
 func (s *Session) writer() {
-	ping := time.NewTicker(s.hub.cfg.PingInterval)
-	defer ping.Stop()
+	defer s.writers.Done()
 	var batch [][]byte
 	for {
-		select {
-		case <-s.ctx.Done():
+		var ping, done bool
+		batch, ping, done = s.out.take(batch[:0])
+		if done {
 			return
-		case <-ping.C:
-			ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.WriteTimeout)
+		}
+		for i, msg := range batch {
+			ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
+			err := s.conn.Write(ctx, websocket.MessageText, msg)
+			cancel()
+			batch[i] = nil
+			if err != nil {
+				s.closeWith(CloseTooSlow, "write timed out")
+				return
+			}
+		}
+		if ping {
+			ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
 			err := s.conn.Ping(ctx)
 			cancel()
 			if err != nil {
 				s.closeWith(websocket.StatusGoingAway, "keepalive failed")
 				return
-			}
-		case <-s.out.notify:
-			batch = s.out.take(batch[:0])
-			for i, msg := range batch {
-				ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
-				err := s.conn.Write(ctx, websocket.MessageText, msg)
-				cancel()
-				batch[i] = nil
-				if err != nil {
-					s.closeWith(CloseTooSlow, "write timed out")
-					return
-				}
 			}
 		}
 	}

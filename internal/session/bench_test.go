@@ -1,0 +1,424 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/testenv"
+)
+
+// Benchmarks of live editing over real WebSockets against real Redis (they
+// skip without it: COLLAB_TEST_REDIS_URL). Each reports its figures with
+// ReportMetric; run them with -benchtime=1x, the load runs for a fixed time.
+
+func benchCluster(b *testing.B) *cluster {
+	url := testenv.Redis(b)
+	return newCluster(b, testenv.RedisBackend{Name: "redis", URL: url}, draft.Options{MaxLog: 10_000_000})
+}
+
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) pct(p float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	slices.Sort(l.d)
+	return l.d[min(len(l.d)-1, int(float64(len(l.d))*p))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// wsClient is a minimal load client: one reader goroutine, writes from the
+// caller's goroutine.
+type wsClient struct {
+	conn *websocket.Conn
+}
+
+func benchDial(b *testing.B, n *node, token string) *wsClient {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.srv.URL, "http"), &websocket.DialOptions{
+		Subprotocols: []string{Subprotocol}, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn.SetReadLimit(16 << 20)
+	b.Cleanup(func() { conn.CloseNow() })
+	return &wsClient{conn: conn}
+}
+
+func (c *wsClient) write(v any) error {
+	data, _ := json.Marshal(v)
+	return c.conn.Write(context.Background(), websocket.MessageText, data)
+}
+
+type frame struct {
+	Type string `json:"type"`
+	Rev  int64  `json:"rev"`
+	Ref  int64  `json:"ref"`
+	ID   string `json:"id"`
+	By   struct {
+		Session string `json:"session"`
+	} `json:"by"`
+}
+
+func (c *wsClient) read() (frame, error) {
+	_, data, err := c.conn.Read(context.Background())
+	if err != nil {
+		return frame{}, err
+	}
+	var f frame
+	json.Unmarshal(data, &f)
+	return f, nil
+}
+
+// readUntil reads frames until one of type typ.
+func (c *wsClient) readUntil(typ string) (frame, error) {
+	for {
+		f, err := c.read()
+		if err != nil || f.Type == typ {
+			return f, err
+		}
+	}
+}
+
+// runWriters runs closed-loop writers (each waits for its ack before its
+// next edit) on campaigns for d, and reports acks/s and ack latency.
+func runWriters(b *testing.B, campaigns, writersPer int, docFor func(i int) string, d time.Duration) {
+	c := benchCluster(b)
+	n := c.node(Config{RatePerSec: 1e6, RateBurst: 1e6, QueueBytes: 64 << 20})
+	var lat latencies
+	var acks, conflicts atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	var stop time.Time // set when the load starts, after every writer joined
+	for ci := 0; ci < campaigns; ci++ {
+		id := c.campaign("w1", docFor(ci))
+		for wi := 0; wi < writersPer; wi++ {
+			cl := benchDial(b, n, c.token(fmt.Sprintf("u%d", wi), "w1", auth.Editor))
+			if _, err := cl.readUntil("welcome"); err != nil {
+				b.Fatal(err)
+			}
+			cl.write(map[string]any{"type": "join", "campaign": id})
+			snap, err := cl.readUntil("snapshot")
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			go func(wi int, base int64) {
+				defer wg.Done()
+				acked := make(chan frame, 1)
+				go func() { // drain updates from the other writers, hand acks over
+					for {
+						f, err := cl.read()
+						if err != nil {
+							if time.Now().Before(stop) {
+								b.Logf("writer %d: %v", wi, err)
+							}
+							close(acked)
+							return
+						}
+						if f.Type == "ack" || f.Type == "refresh" || f.Type == "error" {
+							acked <- f
+						}
+					}
+				}()
+				<-start
+				path := fmt.Sprintf("/w%d", wi)
+				for seq := int64(0); time.Now().Before(stop); seq++ {
+					t0 := time.Now()
+					if err := cl.write(map[string]any{"type": "edit", "campaign": id, "base": base, "ref": seq,
+						"ops": []map[string]any{{"op": "add", "path": path, "value": seq}}}); err != nil {
+						b.Logf("writer %d: %v", wi, err)
+						return
+					}
+					f, ok := <-acked
+					if !ok {
+						return
+					}
+					if f.Type == "ack" {
+						base = f.Rev
+						if time.Now().Before(stop.Add(-d)) {
+							continue // warm-up
+						}
+						lat.add(time.Since(t0))
+						acks.Add(1)
+					} else {
+						conflicts.Add(1)
+					}
+				}
+			}(wi, int64(snap.Rev))
+		}
+	}
+	runtime.GC()
+	b.ResetTimer()
+	stop = time.Now().Add(d + time.Second) // one second of warm-up
+	close(start)
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(acks.Load())/d.Seconds(), "acks/s")
+	b.ReportMetric(ms(lat.pct(0.5)), "p50-ms")
+	b.ReportMetric(ms(lat.pct(0.99)), "p99-ms")
+	b.ReportMetric(float64(conflicts.Load()), "conflicts")
+}
+
+func smallDoc(int) string { return `{"name":"bench"}` }
+
+func BenchmarkEdit_1Campaign_400Writers(b *testing.B) {
+	runWriters(b, 1, 400, smallDoc, 5*time.Second)
+}
+
+func BenchmarkEdit_100Campaigns_10Writers(b *testing.B) {
+	runWriters(b, 100, 10, smallDoc, 5*time.Second)
+}
+
+func BenchmarkEdit_1Writer_1KiBDoc(b *testing.B) {
+	runWriters(b, 1, 1, func(int) string { return padDoc(1 << 10) }, 3*time.Second)
+}
+
+func BenchmarkEdit_1Writer_1MiBDoc(b *testing.B) {
+	runWriters(b, 1, 1, func(int) string { return padDoc(1<<20 - 1024) }, 3*time.Second)
+}
+
+// padDoc is a document of about size bytes spread over many fields, as a
+// large campaign would be.
+func padDoc(size int) string {
+	var sb strings.Builder
+	sb.WriteString(`{"name":"bench","fields":{`)
+	for i := 0; sb.Len() < size-100; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `"f%d":{"label":"field %d","text":"%s"}`, i, i, strings.Repeat("t", 200))
+	}
+	sb.WriteString(`}}`)
+	return sb.String()
+}
+
+// runFanout has one writer edit at rate for d while watchers receive; it
+// reports the send-to-receive latency over every delivery.
+func runFanout(b *testing.B, watchers int, rate int, d time.Duration) {
+	c := benchCluster(b)
+	n := c.node(Config{RatePerSec: 1e6, RateBurst: 1e6})
+	id := c.campaign("w1", smallDoc(0))
+	var lat latencies
+	var sent sync.Map // seq -> time
+	var wg sync.WaitGroup
+	var received atomic.Int64
+	for i := 0; i < watchers; i++ {
+		cl := benchDial(b, n, c.token(fmt.Sprintf("v%d", i), "w1", auth.Viewer))
+		cl.readUntil("welcome")
+		cl.write(map[string]any{"type": "join", "campaign": id})
+		if _, err := cl.readUntil("snapshot"); err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, data, err := cl.conn.Read(context.Background())
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				var u struct {
+					Type string `json:"type"`
+					ID   string `json:"id"`
+				}
+				json.Unmarshal(data, &u)
+				if u.Type != "update" {
+					continue
+				}
+				if t0, ok := sent.Load(u.ID); ok {
+					lat.add(now.Sub(t0.(time.Time)))
+					received.Add(1)
+				}
+			}
+		}()
+	}
+	w := benchDial(b, n, c.token("writer", "w1", auth.Editor))
+	w.readUntil("welcome")
+	w.write(map[string]any{"type": "join", "campaign": id})
+	snap, _ := w.readUntil("snapshot")
+	base := snap.Rev
+	b.ResetTimer()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	end := time.Now().Add(d)
+	edits := 0
+	for time.Now().Before(end) {
+		<-tick.C
+		bid := fmt.Sprint("b", edits)
+		sent.Store(bid, time.Now())
+		w.write(map[string]any{"type": "edit", "campaign": id, "base": base, "id": bid, "ops": []map[string]any{{"op": "replace", "path": "/name", "value": bid}}})
+		f, err := w.readUntil("ack")
+		if err != nil {
+			b.Fatal(err)
+		}
+		base = f.Rev
+		edits++
+	}
+	tick.Stop()
+	time.Sleep(500 * time.Millisecond)
+	b.StopTimer()
+	want := int64(edits * watchers)
+	b.ReportMetric(ms(lat.pct(0.5)), "p50-ms")
+	b.ReportMetric(ms(lat.pct(0.99)), "p99-ms")
+	b.ReportMetric(ms(lat.pct(1)), "max-ms")
+	b.ReportMetric(float64(want-received.Load()), "missing")
+}
+
+func BenchmarkFanout_100Watchers(b *testing.B)  { runFanout(b, 100, 20, 5*time.Second) }
+func BenchmarkFanout_1000Watchers(b *testing.B) { runFanout(b, 1000, 20, 5*time.Second) }
+
+// rawSession opens a WebSocket with a bare TCP connection and no goroutine,
+// so that in-process memory growth is the server's side alone.
+func rawSession(b *testing.B, addr, token, joinFrame string) net.Conn {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: %s\r\n"+
+		"Authorization: Bearer %s\r\n\r\n", addr, Subprotocol, token)
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, "101") {
+		b.Fatalf("upgrade: %q %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	if joinFrame != "" {
+		conn.Write(maskedFrame([]byte(joinFrame)))
+	}
+	return conn
+}
+
+func maskedFrame(payload []byte) []byte {
+	out := []byte{0x81}
+	switch n := len(payload); {
+	case n < 126:
+		out = append(out, 0x80|byte(n))
+	default:
+		out = append(out, 0x80|126, 0, 0)
+		binary.BigEndian.PutUint16(out[2:], uint16(n))
+	}
+	mask := []byte{1, 2, 3, 4}
+	out = append(out, mask...)
+	for i, c := range payload {
+		out = append(out, c^mask[i%4])
+	}
+	return out
+}
+
+func heapAndStacks() uint64 {
+	// Each GC halves the stacks of parked goroutines that use little of
+	// theirs (stacks grown while handling a join shrink back).
+	for i := 0; i < 5; i++ {
+		runtime.GC()
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// BenchmarkIdleSession_Memory compares, in one run, the server-side memory
+// of an idle collab session (authenticated and joined to a campaign) with a
+// plain coder/websocket connection whose handler only reads.
+func BenchmarkIdleSession_Memory(b *testing.B) {
+	const sessions = 2000
+	c := benchCluster(b)
+	n := c.node(Config{})
+	token := c.token("idle", "w1", auth.Viewer)
+	addr := strings.TrimPrefix(n.srv.URL, "http://")
+
+	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{Subprotocol}, InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		defer conn.CloseNow()
+		for {
+			if _, _, err := conn.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	psrv := &http.Server{Handler: plain}
+	go psrv.Serve(ln)
+	defer psrv.Close()
+
+	measure := func(addr string, join func(i int) string) float64 {
+		before := heapAndStacks()
+		conns := make([]net.Conn, 0, sessions)
+		for i := 0; i < sessions; i++ {
+			conns = append(conns, rawSession(b, addr, token, join(i)))
+		}
+		time.Sleep(time.Second) // let every session settle (joins, presence)
+		after := heapAndStacks()
+		if f := os.Getenv("COLLAB_BENCH_HEAPPROFILE"); f != "" && join(0) != "" {
+			out, _ := os.Create(f)
+			pprof.Lookup("heap").WriteTo(out, 0)
+			g, _ := os.Create(f + ".goroutines")
+			pprof.Lookup("goroutine").WriteTo(g, 1)
+			g.Close()
+			out.Close()
+			b.Logf("goroutines: %d", runtime.NumGoroutine())
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		time.Sleep(time.Second)
+		return float64(after-before) / sessions / 1024
+	}
+	b.ResetTimer()
+	plainKiB := measure(ln.Addr().String(), func(int) string { return "" })
+	idleKiB := measure(addr, func(int) string { return "" })
+	// Joined: ten sessions per campaign, as teams are.
+	ids := make([]string, sessions/10)
+	for i := range ids {
+		ids[i] = c.campaign("w1", smallDoc(0))
+	}
+	joinedKiB := measure(addr, func(i int) string { return `{"type":"join","campaign":"` + ids[i/10] + `"}` })
+	b.StopTimer()
+	b.ReportMetric(plainKiB, "plain-KiB/conn")
+	b.ReportMetric(idleKiB, "collab-KiB/session")
+	b.ReportMetric(joinedKiB, "joined-KiB/session")
+	b.ReportMetric(idleKiB/plainKiB, "ratio")
+}
