@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/collab-dev/collab/internal/api"
+	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/draft"
@@ -90,6 +91,9 @@ type server struct {
 	addr     string // the address actually listened on
 	http     *http.Server
 	hub      *session.Hub
+	flusher  *autosave.Flusher
+	stopRun  context.CancelFunc
+	runDone  chan struct{}
 	bus      *draft.Bus
 	rdb      redis.UniversalClient
 	mini     *miniredis.Miniredis // nil on real Redis
@@ -168,9 +172,19 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	host, _ := os.Hostname()
 	s.hub = session.NewHub(session.Config{Origins: cfg.origins, Node: host}, buf, s.bus, s.store, s.signer,
 		buf.Options().PresenceTTL, log.With("subsystem", "session"))
+	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
+	s.hub.SetSaver(s.flusher)
+	s.flusher.Register(s.hub, buf, campaign.DefaultLimits)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	s.stopRun, s.runDone = stopRun, make(chan struct{})
+	go func() {
+		defer close(s.runDone)
+		s.flusher.Run(runCtx)
+	}()
 
 	handler := api.New(api.Deps{
 		Store: s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
+		Restorer: &autosave.Restorer{Drafts: buf, Store: s.store},
 		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(ctx context.Context) error { return up(metrics.RedisUp, s.rdb.Ping(ctx).Err()) }},
@@ -214,6 +228,13 @@ func (s *server) shutdown(timeout time.Duration) error {
 	if err := s.hub.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	// Sessions are gone (each last leave saved its campaign); stop the timer
+	// and save whatever is still dirty before Redis and the store close.
+	s.stopRun()
+	<-s.runDone
+	if err := s.flusher.FlushAll(ctx, campaign.TriggerShutdown); err != nil {
+		errs = append(errs, fmt.Errorf("final autosave: %w", err))
+	}
 	s.closeBackends()
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
@@ -223,6 +244,9 @@ func (s *server) shutdown(timeout time.Duration) error {
 }
 
 func (s *server) closeBackends() {
+	if s.stopRun != nil {
+		s.stopRun()
+	}
 	if s.bus != nil {
 		s.bus.Close()
 	}

@@ -26,6 +26,11 @@ type StatusNotifier interface {
 	SetStatus(ctx context.Context, campaign, status string) error
 }
 
+// Restorer restores a history version as a new edit; autosave provides it.
+type Restorer interface {
+	Restore(ctx context.Context, workspace, id string, version int64, user, name string) (rev int64, err error)
+}
+
 // Checker is one readiness dependency.
 type Checker struct {
 	Name  string
@@ -37,6 +42,7 @@ type Deps struct {
 	Store    store.Store
 	Signer   *auth.Signer
 	Status   StatusNotifier
+	Restorer Restorer
 	Sessions http.Handler // GET /v1/ws
 	Web      http.Handler // the editor, at /
 	Ready    []Checker

@@ -143,3 +143,24 @@ func VersionParam(r *http.Request) (int64, error) {
 	}
 	return v, nil
 }
+
+func (s *server) restore(w http.ResponseWriter, r *http.Request) {
+	c := Claims(r)
+	v, err := VersionParam(r)
+	if err == nil {
+		err = requireEditor(c)
+	}
+	if err == nil && s.Restorer == nil {
+		err = errcode.New(errcode.Unavailable, "restore is not available on this node")
+	}
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	rev, err := s.Restorer.Restore(r.Context(), c.Workspace, chi.URLParam(r, "id"), v, c.User, c.Name)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": chi.URLParam(r, "id"), "restored": v, "rev": rev})
+}

@@ -40,6 +40,7 @@ func New(d Deps) http.Handler {
 		r.Get("/v1/campaigns/{id}", s.getCampaign)
 		r.Post("/v1/campaigns/{id}/{action:launch|stop|resume|archive}", s.transition)
 		r.Get("/v1/campaigns/{id}/versions", s.versions)
+		r.Post("/v1/campaigns/{id}/versions/{v}/restore", s.restore)
 		if d.Extra != nil {
 			d.Extra(r)
 		}

@@ -1,8 +1,11 @@
-package session
+package session_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,12 +21,12 @@ import (
 // Each bad request gets its error and changes nothing; the session stays
 // usable afterwards.
 func TestBadRequests(t *testing.T) {
-	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
-		n := c.node(Config{Limits: campaign.Limits{MaxDocBytes: 4096}})
-		id := c.campaign("w1", doc)
-		other := c.campaign("w2", doc)
-		a := c.connect(n, "ann", "w1", auth.Editor)
-		a.join(id)
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{Limits: campaign.Limits{MaxDocBytes: 4096}})
+		id := c.Campaign("w1", doc)
+		other := c.Campaign("w2", doc)
+		a := c.Connect(n, "ann", "w1", auth.Editor)
+		a.Join(id)
 		cases := []struct {
 			name, frame, code string
 		}{
@@ -51,119 +54,119 @@ func TestBadRequests(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				a.sendRaw(tc.frame)
-				e := a.expect("error")
+				a.SendRaw(tc.frame)
+				e := a.Expect("error")
 				if e["code"] != tc.code || e["message"] == "" {
 					t.Fatalf("got %v", e)
 				}
 			})
 		}
 		// A binary frame.
-		a.conn.Write(context.Background(), websocket.MessageBinary, []byte{1, 2, 3})
-		if e := a.expect("error"); e["code"] != "bad_request" {
+		a.Conn.Write(context.Background(), websocket.MessageBinary, []byte{1, 2, 3})
+		if e := a.Expect("error"); e["code"] != "bad_request" {
 			t.Fatalf("binary: %v", e)
 		}
 		// Nothing changed, and the session still works.
-		snap := c.connect(n, "x", "w1", auth.Viewer).join(id)
-		if num(snap["rev"]) != 0 || jsonOf(snap["doc"]) != jsonOf(mustJSON(doc)) {
+		snap := c.Connect(n, "x", "w1", auth.Viewer).Join(id)
+		if sessiontest.Num(snap["rev"]) != 0 || sessiontest.JSONOf(snap["doc"]) != sessiontest.JSONOf(mustJSON(doc)) {
 			t.Fatalf("changed: %v", snap)
 		}
-		a.edit(id, 0, `[{"op":"replace","path":"/name","value":"ok"}]`)
-		a.expect("ack")
+		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"ok"}]`)
+		a.Expect("ack")
 	})
 }
 
 func mustJSON(s string) any {
 	var v any
-	if err := jsonUnmarshal([]byte(s), &v); err != nil {
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		panic(err)
 	}
 	return v
 }
 
 func TestRoles(t *testing.T) {
-	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
-		n := c.node(Config{})
-		id := c.campaign("w1", doc)
-		v := c.connect(n, "vic", "w1", auth.Viewer)
-		v.join(id) // viewers may join and switch tabs
-		v.send(map[string]any{"type": "tab", "campaign": id, "tab": "audience"})
-		v.expect("ok")
-		v.edit(id, 0, `[{"op":"replace","path":"/name","value":"X"}]`)
-		if e := v.expect("error"); e["code"] != "forbidden" {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{})
+		id := c.Campaign("w1", doc)
+		v := c.Connect(n, "vic", "w1", auth.Viewer)
+		v.Join(id) // viewers may join and switch tabs
+		v.Send(map[string]any{"type": "tab", "campaign": id, "tab": "audience"})
+		v.Expect("ok")
+		v.Edit(id, 0, `[{"op":"replace","path":"/name","value":"X"}]`)
+		if e := v.Expect("error"); e["code"] != "forbidden" {
 			t.Fatalf("viewer edit: %v", e)
 		}
-		if s := c.connect(n, "x", "w1", auth.Viewer).join(id); num(s["rev"]) != 0 {
+		if s := c.Connect(n, "x", "w1", auth.Viewer).Join(id); sessiontest.Num(s["rev"]) != 0 {
 			t.Fatalf("viewer changed the draft: %v", s)
 		}
 	})
 }
 
 func TestArchivedRefusesEdits(t *testing.T) {
-	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
-		n := c.node(Config{})
-		id := c.campaign("w1", doc)
-		a := c.connect(n, "ann", "w1", auth.Admin)
-		a.join(id)
-		if _, err := c.store.Transition(context.Background(), "w1", id, campaign.Archive); err != nil {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{})
+		id := c.Campaign("w1", doc)
+		a := c.Connect(n, "ann", "w1", auth.Admin)
+		a.Join(id)
+		if _, err := c.Store.Transition(context.Background(), "w1", id, campaign.Archive); err != nil {
 			t.Fatal(err)
 		}
-		n.buf.SetStatus(context.Background(), id, "archived")
-		if st := a.expect("status"); st["status"] != "archived" {
+		n.Buf.SetStatus(context.Background(), id, "archived")
+		if st := a.Expect("status"); st["status"] != "archived" {
 			t.Fatalf("status %v", st)
 		}
-		a.edit(id, 0, `[{"op":"replace","path":"/name","value":"X"}]`)
-		if e := a.expect("error"); e["code"] != "conflict" {
+		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"X"}]`)
+		if e := a.Expect("error"); e["code"] != "conflict" {
 			t.Fatalf("archived edit: %v", e)
 		}
 	})
 }
 
 func TestAuthentication(t *testing.T) {
-	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
-		n := c.node(Config{HelloTimeout: 300 * time.Millisecond})
-		id := c.campaign("w1", doc)
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{HelloTimeout: 300 * time.Millisecond})
+		id := c.Campaign("w1", doc)
 
 		// Nothing but hello before authentication.
-		cl, _, err := dial(t, n, nil)
+		cl, _, err := sessiontest.Dial(t, n, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl.send(map[string]any{"type": "join", "campaign": id, "ref": "j"})
-		if e := cl.expect("error"); e["code"] != "unauthorized" || e["ref"] != "j" {
+		cl.Send(map[string]any{"type": "join", "campaign": id, "ref": "j"})
+		if e := cl.Expect("error"); e["code"] != "unauthorized" || e["ref"] != "j" {
 			t.Fatalf("join before hello: %v", e)
 		}
 		// A forged token.
 		forger, _ := auth.NewSigner([]byte("some-other-secret-entirely-123"))
 		forged, _ := forger.Sign(auth.Claims{User: "u", Workspace: "w1", Role: auth.Admin}, time.Hour)
-		cl.send(map[string]any{"type": "hello", "token": forged})
-		if e := cl.expect("error"); e["code"] != "unauthorized" {
+		cl.Send(map[string]any{"type": "hello", "token": forged})
+		if e := cl.Expect("error"); e["code"] != "unauthorized" {
 			t.Fatalf("forged hello: %v", e)
 		}
 		// No valid hello in time: closed with 1008.
 		select {
-		case <-cl.in:
+		case <-cl.In:
 		case <-time.After(2 * time.Second):
 		}
-		for range cl.in {
+		for range cl.In {
 		}
-		if err := <-cl.err; websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+		if err := <-cl.Err; websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
 			t.Fatalf("want close 1008, got %v", err)
 		}
 
 		// A good bearer header: welcome, unprompted.
-		good, _, err := dial(t, n, http.Header{"Authorization": {"Bearer " + c.token("ann", "w1", auth.Editor)}})
+		good, _, err := sessiontest.Dial(t, n, http.Header{"Authorization": {"Bearer " + c.Token("ann", "w1", auth.Editor)}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w := good.expect("welcome"); w["user"] != "ann" || w["workspace"] != "w1" || w["role"] != "editor" || w["session"] == "" {
+		if w := good.Expect("welcome"); w["user"] != "ann" || w["workspace"] != "w1" || w["role"] != "editor" || w["session"] == "" {
 			t.Fatalf("welcome %v", w)
 		}
 		time.Sleep(500 * time.Millisecond) // past the hello timeout: still open
-		good.join(id)
+		good.Join(id)
 
 		// Refused before the upgrade.
-		expired, _ := c.signer.Sign(auth.Claims{User: "u", Workspace: "w1", Role: auth.Editor}, -time.Minute)
+		expired, _ := c.Signer.Sign(auth.Claims{User: "u", Workspace: "w1", Role: auth.Editor}, -time.Minute)
 		for name, tc := range map[string]struct {
 			header http.Header
 			status int
@@ -172,13 +175,13 @@ func TestAuthentication(t *testing.T) {
 			"forged bearer":  {http.Header{"Authorization": {"Bearer " + forged}}, 401},
 			"foreign origin": {http.Header{"Origin": {"https://evil.example"}}, 403},
 		} {
-			_, resp, err := dial(t, n, tc.header)
+			_, resp, err := sessiontest.Dial(t, n, tc.header)
 			if err == nil || resp == nil || resp.StatusCode != tc.status {
 				t.Errorf("%s: want %d, got %v %v", name, tc.status, resp, err)
 			}
 		}
 		// Without the subprotocol.
-		req, _ := http.NewRequest("GET", n.srv.URL, nil)
+		req, _ := http.NewRequest("GET", n.Srv.URL, nil)
 		req.Header.Set("Connection", "Upgrade")
 		req.Header.Set("Upgrade", "websocket")
 		req.Header.Set("Sec-WebSocket-Version", "13")
@@ -191,18 +194,18 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestFrameAndRateLimits(t *testing.T) {
-	forEachRedis(t, draft.Options{}, func(t *testing.T, c *cluster) {
-		n := c.node(Config{MaxMessage: 1024, RatePerSec: 5, RateBurst: 10})
-		id := c.campaign("w1", doc)
-		a := c.connect(n, "ann", "w1", auth.Editor)
-		a.join(id)
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{MaxMessage: 1024, RatePerSec: 5, RateBurst: 10})
+		id := c.Campaign("w1", doc)
+		a := c.Connect(n, "ann", "w1", auth.Editor)
+		a.Join(id)
 		// Over the burst: rate_limited errors, and the session stays open.
 		for i := 0; i < 30; i++ {
-			a.send(map[string]any{"type": "tab", "campaign": id, "tab": "x"})
+			a.Send(map[string]any{"type": "tab", "campaign": id, "tab": "x"})
 		}
 		limited := 0
 		for i := 0; i < 30; i++ {
-			m := a.next()
+			m := a.Next()
 			if m["type"] == "error" && m["code"] == "rate_limited" {
 				limited++
 			}
@@ -211,13 +214,13 @@ func TestFrameAndRateLimits(t *testing.T) {
 			t.Fatalf("only %d of 30 rate limited", limited)
 		}
 		time.Sleep(time.Second)
-		a.send(map[string]any{"type": "tab", "campaign": id, "tab": "y"})
-		a.expect("ok")
+		a.Send(map[string]any{"type": "tab", "campaign": id, "tab": "y"})
+		a.Expect("ok")
 		// An oversized frame closes with 1009.
-		a.sendRaw(`{"type":"tab","campaign":"` + id + `","tab":"` + strings.Repeat("z", 2000) + `"}`)
-		for range a.in {
+		a.SendRaw(`{"type":"tab","campaign":"` + id + `","tab":"` + strings.Repeat("z", 2000) + `"}`)
+		for range a.In {
 		}
-		if err := <-a.err; websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		if err := <-a.Err; websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
 			var ce websocket.CloseError
 			errors.As(err, &ce)
 			t.Fatalf("want close 1009, got %v", err)

@@ -1,4 +1,4 @@
-package session
+package session_test
 
 import (
 	"bufio"
@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
 	"net"
 	"net/http"
 	"os"
@@ -29,9 +31,9 @@ import (
 // skip without it: COLLAB_TEST_REDIS_URL). Each reports its figures with
 // ReportMetric; run them with -benchtime=1x, the load runs for a fixed time.
 
-func benchCluster(b *testing.B) *cluster {
+func benchCluster(b *testing.B) *sessiontest.Cluster {
 	url := testenv.Redis(b)
-	return newCluster(b, testenv.RedisBackend{Name: "redis", URL: url}, draft.Options{MaxLog: 10_000_000})
+	return sessiontest.NewCluster(b, testenv.RedisBackend{Name: "redis", URL: url}, draft.Options{MaxLog: 10_000_000})
 }
 
 type latencies struct {
@@ -63,11 +65,11 @@ type wsClient struct {
 	conn *websocket.Conn
 }
 
-func benchDial(b *testing.B, n *node, token string) *wsClient {
+func benchDial(b *testing.B, n *sessiontest.Node, token string) *wsClient {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.srv.URL, "http"), &websocket.DialOptions{
-		Subprotocols: []string{Subprotocol}, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.Srv.URL, "http"), &websocket.DialOptions{
+		Subprotocols: []string{session.Subprotocol}, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,16 +117,16 @@ func (c *wsClient) readUntil(typ string) (frame, error) {
 // next edit) on campaigns for d, and reports acks/s and ack latency.
 func runWriters(b *testing.B, campaigns, writersPer int, docFor func(i int) string, d time.Duration) {
 	c := benchCluster(b)
-	n := c.node(Config{RatePerSec: 1e6, RateBurst: 1e6, QueueBytes: 64 << 20})
+	n := c.Node(session.Config{RatePerSec: 1e6, RateBurst: 1e6, QueueBytes: 64 << 20})
 	var lat latencies
 	var acks, conflicts atomic.Int64
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	var stop time.Time // set when the load starts, after every writer joined
 	for ci := 0; ci < campaigns; ci++ {
-		id := c.campaign("w1", docFor(ci))
+		id := c.Campaign("w1", docFor(ci))
 		for wi := 0; wi < writersPer; wi++ {
-			cl := benchDial(b, n, c.token(fmt.Sprintf("u%d", wi), "w1", auth.Editor))
+			cl := benchDial(b, n, c.Token(fmt.Sprintf("u%d", wi), "w1", auth.Editor))
 			if _, err := cl.readUntil("welcome"); err != nil {
 				b.Fatal(err)
 			}
@@ -191,6 +193,79 @@ func runWriters(b *testing.B, campaigns, writersPer int, docFor func(i int) stri
 	b.ReportMetric(float64(conflicts.Load()), "conflicts")
 }
 
+// runOpenLoop has writers edit at a fixed aggregate rate (not waiting for
+// acks) and reports the ack latency at that rate.
+func runOpenLoop(b *testing.B, campaigns, writersPer int, perSec float64, d time.Duration) {
+	c := benchCluster(b)
+	n := c.Node(session.Config{RatePerSec: 1e6, RateBurst: 1e6, QueueBytes: 64 << 20})
+	var lat latencies
+	var acks atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	var stop time.Time
+	interval := time.Duration(float64(time.Second) * float64(campaigns*writersPer) / perSec)
+	for ci := 0; ci < campaigns; ci++ {
+		id := c.Campaign("w1", smallDoc(ci))
+		for wi := 0; wi < writersPer; wi++ {
+			cl := benchDial(b, n, c.Token(fmt.Sprintf("u%d", wi), "w1", auth.Editor))
+			cl.readUntil("welcome")
+			cl.write(map[string]any{"type": "join", "campaign": id})
+			snap, err := cl.readUntil("snapshot")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var sent sync.Map
+			var base atomic.Int64
+			base.Store(snap.Rev)
+			wg.Add(1)
+			go func() {
+				for {
+					f, err := cl.read()
+					if err != nil {
+						return
+					}
+					if f.Type == "ack" {
+						if t0, ok := sent.LoadAndDelete(f.Ref); ok {
+							lat.add(time.Since(t0.(time.Time)))
+							acks.Add(1)
+						}
+						base.Store(f.Rev)
+					}
+				}
+			}()
+			go func(wi int) {
+				defer wg.Done()
+				<-start
+				// Spread the writers' ticks over the interval.
+				time.Sleep(time.Duration(wi*campaigns+ci) * interval / time.Duration(campaigns*writersPer))
+				t := time.NewTicker(interval)
+				defer t.Stop()
+				path := fmt.Sprintf("/w%d", wi)
+				for seq := int64(0); time.Now().Before(stop); seq++ {
+					<-t.C
+					sent.Store(seq, time.Now())
+					cl.write(map[string]any{"type": "edit", "campaign": id, "base": base.Load(), "ref": seq,
+						"ops": []map[string]any{{"op": "add", "path": path, "value": seq}}})
+				}
+			}(wi)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	b.ResetTimer()
+	stop = time.Now().Add(d)
+	close(start)
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond)
+	b.StopTimer()
+	b.ReportMetric(float64(acks.Load())/d.Seconds(), "acks/s")
+	b.ReportMetric(ms(lat.pct(0.5)), "p50-ms")
+	b.ReportMetric(ms(lat.pct(0.99)), "p99-ms")
+}
+
+func BenchmarkEdit_100Campaigns_10Writers_5000PerSec(b *testing.B) {
+	runOpenLoop(b, 100, 10, 5000, 5*time.Second)
+}
+
 func smallDoc(int) string { return `{"name":"bench"}` }
 
 func BenchmarkEdit_1Campaign_400Writers(b *testing.B) {
@@ -228,14 +303,14 @@ func padDoc(size int) string {
 // reports the send-to-receive latency over every delivery.
 func runFanout(b *testing.B, watchers int, rate int, d time.Duration) {
 	c := benchCluster(b)
-	n := c.node(Config{RatePerSec: 1e6, RateBurst: 1e6})
-	id := c.campaign("w1", smallDoc(0))
+	n := c.Node(session.Config{RatePerSec: 1e6, RateBurst: 1e6})
+	id := c.Campaign("w1", smallDoc(0))
 	var lat latencies
 	var sent sync.Map // seq -> time
 	var wg sync.WaitGroup
 	var received atomic.Int64
 	for i := 0; i < watchers; i++ {
-		cl := benchDial(b, n, c.token(fmt.Sprintf("v%d", i), "w1", auth.Viewer))
+		cl := benchDial(b, n, c.Token(fmt.Sprintf("v%d", i), "w1", auth.Viewer))
 		cl.readUntil("welcome")
 		cl.write(map[string]any{"type": "join", "campaign": id})
 		if _, err := cl.readUntil("snapshot"); err != nil {
@@ -265,11 +340,12 @@ func runFanout(b *testing.B, watchers int, rate int, d time.Duration) {
 			}
 		}()
 	}
-	w := benchDial(b, n, c.token("writer", "w1", auth.Editor))
+	w := benchDial(b, n, c.Token("writer", "w1", auth.Editor))
 	w.readUntil("welcome")
 	w.write(map[string]any{"type": "join", "campaign": id})
 	snap, _ := w.readUntil("snapshot")
 	base := snap.Rev
+	time.Sleep(2 * time.Second) // let the join storm's presence pushes drain
 	b.ResetTimer()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	end := time.Now().Add(d)
@@ -308,7 +384,7 @@ func rawSession(b *testing.B, addr, token, joinFrame string) net.Conn {
 	}
 	fmt.Fprintf(conn, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: %s\r\n"+
-		"Authorization: Bearer %s\r\n\r\n", addr, Subprotocol, token)
+		"Authorization: Bearer %s\r\n\r\n", addr, session.Subprotocol, token)
 	br := bufio.NewReader(conn)
 	status, err := br.ReadString('\n')
 	if err != nil || !strings.Contains(status, "101") {
@@ -363,12 +439,12 @@ func heapAndStacks() uint64 {
 func BenchmarkIdleSession_Memory(b *testing.B) {
 	const sessions = 2000
 	c := benchCluster(b)
-	n := c.node(Config{})
-	token := c.token("idle", "w1", auth.Viewer)
-	addr := strings.TrimPrefix(n.srv.URL, "http://")
+	n := c.Node(session.Config{})
+	token := c.Token("idle", "w1", auth.Viewer)
+	addr := strings.TrimPrefix(n.Srv.URL, "http://")
 
 	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{Subprotocol}, InsecureSkipVerify: true})
+		conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{session.Subprotocol}, InsecureSkipVerify: true})
 		if err != nil {
 			return
 		}
@@ -413,7 +489,7 @@ func BenchmarkIdleSession_Memory(b *testing.B) {
 	// Joined: ten sessions per campaign, as teams are.
 	ids := make([]string, sessions/10)
 	for i := range ids {
-		ids[i] = c.campaign("w1", smallDoc(0))
+		ids[i] = c.Campaign("w1", smallDoc(0))
 	}
 	joinedKiB := measure(addr, func(i int) string { return `{"type":"join","campaign":"` + ids[i/10] + `"}` })
 	b.StopTimer()

@@ -173,13 +173,15 @@ func (s *Session) edit(req *Request) error {
 	if err != nil {
 		return err
 	}
-	return m.room.edit(s.ctx, m, req, ops, *req.Base, id)
+	_, err = m.room.edit(s.ctx, m, req, ops, *req.Base, id)
+	return err
 }
 
 // edit validates a batch against the room's draft (as of at least base and
 // the session's own last ack), has the edit script order it, and answers:
-// ack once the room has delivered the new rev, refresh on a conflict.
-func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign.Op, base int64, id string) error {
+// ack once the room has delivered the new rev, refresh on a conflict. It
+// reports whether the batch is in the draft (accepted now or before).
+func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign.Op, base int64, id string) (bool, error) {
 	s := m.s
 	need := max(base, m.lastAck)
 	r.mu.Lock()
@@ -187,18 +189,18 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 	r.mu.Unlock()
 	if behind {
 		if err := r.fill(ctx, need); err != nil {
-			return err
+			return false, err
 		}
 	}
 	r.mu.Lock()
 	if base > r.rev {
 		rev := r.rev
 		r.mu.Unlock()
-		return errcode.New(errcode.Invalid, "base %d is above the current rev %d", base, rev)
+		return false, errcode.New(errcode.Invalid, "base %d is above the current rev %d", base, rev)
 	}
 	if !r.status.Editable() {
 		r.mu.Unlock()
-		return errcode.New(errcode.Conflict, "campaign %s is %s and refuses edits", r.id, r.status)
+		return false, errcode.New(errcode.Conflict, "campaign %s is %s and refuses edits", r.id, r.status)
 	}
 	keys := make([]string, len(ops))
 	writes := make([]bool, len(ops))
@@ -210,18 +212,18 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 	epoch := r.epoch
 	if err != nil {
 		r.mu.Unlock()
-		return r.invalid(ctx, m, req, base, epoch, keys, writes, err)
+		return false, r.invalid(ctx, m, req, base, epoch, keys, writes, err)
 	}
 	size := r.size + ch.SizeDelta
 	ch.Undo()
 	r.mu.Unlock()
 	if max := r.hub.cfg.Limits.MaxDocBytes; size > max {
-		return errcode.New(errcode.TooLarge, "the campaign document would be %d bytes, over the %d limit", size, max)
+		return false, errcode.New(errcode.TooLarge, "the campaign document would be %d bytes, over the %d limit", size, max)
 	}
 
 	opsJSON, err := json.Marshal(ops)
 	if err != nil {
-		return errcode.New(errcode.Invalid, "ops: %v", err)
+		return false, errcode.New(errcode.Invalid, "ops: %v", err)
 	}
 	c := s.Claims()
 	byJSON, _ := json.Marshal(Msg{"user": c.User, "name": c.Name, "session": s.id})
@@ -233,7 +235,7 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 	res, err := r.hub.drafts.Apply(ctx, draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
 		Session: s.id, User: c.User, ID: id, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes})
 	if err != nil {
-		return err
+		return false, err
 	}
 	switch res.Outcome {
 	case draft.Accepted, draft.Duplicate:
@@ -241,7 +243,7 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 			metrics.Edits.Inc()
 			r.deliver([]byte(prefix + itoa(res.Rev) + suffix))
 		} else if err := r.fill(ctx, res.Rev); err != nil {
-			return err
+			return false, err
 		}
 		if res.Rev > m.lastAck {
 			m.lastAck = res.Rev
@@ -257,23 +259,23 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 				s.ReplyError(req, errcode.New(errcode.Unavailable, "the draft history was lost before this edit was delivered; resend it after the fresh snapshot"))
 			}
 		})
-		return nil
+		return true, nil
 	case draft.Conflict:
-		return r.refresh(ctx, m, req, res)
+		return false, r.refresh(ctx, m, req, res)
 	case draft.Gap:
 		r.mu.Lock()
 		r.resyncLocked(m, req)
 		r.mu.Unlock()
-		return nil
+		return false, nil
 	case draft.Ahead:
-		return errcode.New(errcode.Invalid, "base %d is above the current rev %d", base, res.Rev)
+		return false, errcode.New(errcode.Invalid, "base %d is above the current rev %d", base, res.Rev)
 	case draft.Archived:
-		return errcode.New(errcode.Conflict, "campaign %s is archived and refuses edits", r.id)
+		return false, errcode.New(errcode.Conflict, "campaign %s is archived and refuses edits", r.id)
 	case draft.Full:
-		return errcode.New(errcode.Unavailable, "campaign %s has too many unsaved edits; retry once autosave catches up", r.id)
+		return false, errcode.New(errcode.Unavailable, "campaign %s has too many unsaved edits; retry once autosave catches up", r.id)
 	default: // the epoch changed or the buffer is gone: reload and resync everyone
 		r.poke()
-		return errcode.New(errcode.Unavailable, "the draft history was reset; a fresh snapshot follows, resend after it")
+		return false, errcode.New(errcode.Unavailable, "the draft history was reset; a fresh snapshot follows, resend after it")
 	}
 }
 

@@ -31,6 +31,7 @@ type Drafts interface {
 	Head(ctx context.Context, campaign string) (draft.Head, bool, error)
 	Apply(ctx context.Context, b draft.Batch) (draft.Result, error)
 	Log(ctx context.Context, campaign string, after, upto int64) ([]draft.Entry, error)
+	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 	Channel(campaign string) string
 	Publish(ctx context.Context, campaign string, msg []byte) error
 	SetPresence(ctx context.Context, campaign string, p draft.Presence) error

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -192,44 +191,21 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	return nil
 }
 
-// build returns the draft as the saved campaign plus the log after it. A
-// flush may land between reading the campaign and reading the log and trim
-// what we need; then the campaign is read again.
+// build returns the working draft, starting from c (already read) and
+// reading the campaign again only when a concurrent flush trimmed the log.
 func (r *room) build(ctx context.Context, c *campaign.Campaign) (campaign.Document, int64, error) {
-	h := r.hub
-	for attempt := 0; ; attempt++ {
-		entries, err := h.drafts.Log(ctx, r.id, c.Rev, -1)
-		if err != nil {
-			return nil, 0, err
+	first := true
+	d, err := r.hub.drafts.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) {
+		if first {
+			first = false
+			return c, nil
 		}
-		if len(entries) == 0 || entries[0].Rev == c.Rev+1 {
-			doc, err := campaign.ParseDocument(c.Draft)
-			if err != nil {
-				return nil, 0, fmt.Errorf("load campaign %s: saved draft: %w", r.id, err)
-			}
-			rev := c.Rev
-			for _, e := range entries {
-				if e.Rev != rev+1 {
-					break
-				}
-				u, err := decodeUpdate(e.Msg)
-				if err == nil {
-					_, err = doc.Apply(u.Ops)
-				}
-				if err != nil {
-					return nil, 0, fmt.Errorf("load campaign %s: replay rev %d: %w", r.id, e.Rev, err)
-				}
-				rev = e.Rev
-			}
-			return doc, rev, nil
-		}
-		if attempt == 3 {
-			return nil, 0, errcode.New(errcode.Unavailable, "campaign %s: its draft log does not continue the saved draft (rev %d, log starts at %d)", r.id, c.Rev, entries[0].Rev)
-		}
-		if c, err = h.campaigns.Campaign(ctx, r.ws, r.id); err != nil {
-			return nil, 0, err
-		}
+		return r.hub.campaigns.Campaign(ctx, r.ws, r.id)
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	return d.Doc, d.Rev, nil
 }
 
 func (r *room) close() {
@@ -244,22 +220,6 @@ func (r *room) close() {
 	}
 	r.waiters = nil
 	r.mu.Unlock()
-}
-
-// update is the part of an update message the room reads.
-type update struct {
-	Rev int64                    `json:"rev"`
-	Ops []campaign.Op            `json:"ops"`
-	By  struct{ Session string } `json:"by"`
-	At  int64                    `json:"at"`
-}
-
-func decodeUpdate(msg []byte) (*update, error) {
-	var u update
-	if err := json.Unmarshal(msg, &u); err != nil {
-		return nil, err
-	}
-	return &u, nil
 }
 
 var updatePrefix = []byte(`{"type":"update",`)
@@ -305,6 +265,7 @@ func (r *room) handleLocked(msg []byte) {
 		Type    string `json:"type"`
 		Status  string `json:"status"`
 		Version int64  `json:"version"`
+		Rev     int64  `json:"rev"`
 	}
 	if json.Unmarshal(msg, &ev) != nil {
 		return
@@ -316,6 +277,23 @@ func (r *room) handleLocked(msg []byte) {
 		if ev.Version > r.version {
 			r.version = ev.Version
 		}
+	case "refresh":
+		// A restored version: the restoring edit came first on this channel;
+		// the snapshot that follows the refresh is sent once the room holds it.
+		resync := func(bool) {
+			snap := r.snapshotLocked(nil)
+			for _, m := range r.members {
+				m.s.Send(msg)
+				m.s.Send(snap)
+			}
+		}
+		if r.rev >= ev.Rev {
+			resync(true)
+		} else {
+			r.waiters = append(r.waiters, waiter{rev: ev.Rev, fn: resync})
+			r.poke()
+		}
+		return
 	}
 	for _, m := range r.members {
 		m.s.Send(msg)
@@ -358,7 +336,7 @@ func (r *room) deliverLocked(msg []byte) {
 }
 
 func (r *room) applyLocked(msg []byte) {
-	u, err := decodeUpdate(msg)
+	u, err := draft.DecodeUpdate(msg)
 	if err == nil {
 		var ch *campaign.Change
 		ch, err = r.doc.Apply(u.Ops)
@@ -523,7 +501,8 @@ func (r *room) editorsLocked() []draft.Presence {
 	return r.editors
 }
 
-// presenceEvery bounds how often a room pushes presence to its sessions.
+// presenceEvery bounds how often a room pushes presence to its sessions,
+// plus a millisecond per member.
 const presenceEvery = 100 * time.Millisecond
 
 // run keeps the room alive: presence heartbeats, gap checks, presence pushes.
@@ -543,9 +522,12 @@ func (r *room) run(ctx context.Context) {
 		case <-r.kick:
 			r.catchUp(ctx)
 		case <-r.presence:
-			// At most one push per presenceEvery: a join storm of N sessions
-			// would otherwise send N lists of N entries to N sessions.
-			if wait := presenceEvery - time.Since(lastPush); wait > 0 {
+			// A join storm of N sessions would otherwise send N lists of N
+			// entries to N sessions: big rooms push less often.
+			r.mu.Lock()
+			every := presenceEvery + time.Duration(len(r.members))*time.Millisecond
+			r.mu.Unlock()
+			if wait := every - time.Since(lastPush); wait > 0 {
 				select {
 				case <-time.After(wait):
 				case <-ctx.Done():

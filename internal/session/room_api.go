@@ -26,9 +26,18 @@ func (r *Room) Read(fn func(doc campaign.Document, rev int64)) {
 	fn(r.m.room.doc, r.m.room.rev)
 }
 
-// Edit applies ops for the session as an ordinary edit at base.
-func (r *Room) Edit(ctx context.Context, req *Request, ops []campaign.Op, base int64, id string) error {
+// Edit applies ops for the session as an ordinary edit at base, replying
+// to req as an edit would (ack or refresh). accepted says whether the batch
+// is now in the draft.
+func (r *Room) Edit(ctx context.Context, req *Request, ops []campaign.Op, base int64, id string) (accepted bool, err error) {
 	return r.m.room.edit(ctx, r.m, req, ops, base, id)
+}
+
+// Status is the campaign's lifecycle status as this node knows it.
+func (r *Room) Status() campaign.Status {
+	r.m.room.mu.Lock()
+	defer r.m.room.mu.Unlock()
+	return r.m.room.status
 }
 
 // SetEditing records the path the session has open in a full-screen editor

@@ -1,0 +1,325 @@
+// Package autosave saves Redis-buffered drafts into the durable SQL store:
+// on a timer while a draft is dirty, and at once on the triggers the editor
+// needs (tab switch, full-screen editor Done, manual save, the last session
+// leaving, publish, shutdown). It also serves the session commands that
+// revolve around saving: save, publish and the full-screen editor's
+// editor.open, editor.stage, editor.done and editor.cancel.
+//
+// Every node runs a Flusher. One campaign is flushed by one node at a time
+// under a Redis lease; the store's check on the saved version and rev is the
+// fencing token that keeps a flusher whose lease expired mid-flush from ever
+// writing over a newer save.
+package autosave
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/store"
+)
+
+// Drafts is the Redis side the Flusher needs; *draft.Buffer implements it.
+type Drafts interface {
+	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
+	Flushed(ctx context.Context, campaign string, rev int64) (draft.Head, error)
+	Workspace(ctx context.Context, campaign string) (string, error)
+	Publish(ctx context.Context, campaign string, msg []byte) error
+	Lease(ctx context.Context, campaign, token string, ttl time.Duration) (bool, error)
+	Unlease(ctx context.Context, campaign, token string) error
+	Dirty(ctx context.Context, before time.Time, limit int64) ([]string, error)
+	OldestDirty(ctx context.Context) (time.Time, bool, error)
+	MarkClean(ctx context.Context, campaign string) error
+	Forget(ctx context.Context, campaign string) error
+}
+
+// Store is the durable side the Flusher needs.
+type Store interface {
+	Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
+	SaveDraft(ctx context.Context, d store.DraftSave) (int64, error)
+	Publish(ctx context.Context, workspace, id, by string) (int64, error)
+}
+
+// Options tune a Flusher.
+type Options struct {
+	Interval    time.Duration // flush a dirty draft this long after its oldest unsaved edit (2 s)
+	LeaseTTL    time.Duration // how long a dead flusher blocks a campaign (10 s)
+	Concurrency int           // campaigns flushed at once by the timer (8)
+	MaxBackoff  time.Duration // cap of the retry delay after a failed flush (30 s)
+}
+
+func (o *Options) defaults() {
+	if o.Interval <= 0 {
+		o.Interval = 2 * time.Second
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 10 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+}
+
+// Flusher saves drafts.
+type Flusher struct {
+	drafts Drafts
+	store  Store
+	opts   Options
+	log    *slog.Logger
+
+	mu      sync.Mutex // guards the following fields
+	retry   map[string]backoff
+	healthy bool
+}
+
+type backoff struct {
+	next  time.Time
+	delay time.Duration
+}
+
+// New returns a Flusher; Run drives its timer.
+func New(drafts Drafts, st Store, opts Options, log *slog.Logger) *Flusher {
+	opts.defaults()
+	return &Flusher{drafts: drafts, store: st, opts: opts, log: log, retry: map[string]backoff{}, healthy: true}
+}
+
+// Result is what one flush did.
+type Result struct {
+	Campaign string
+	Wrote    bool // false when the store already held the draft
+	Version  int64
+	Rev      int64
+	At       time.Time
+	Trigger  campaign.Trigger
+}
+
+// ErrBusy means another flusher holds the campaign's lease.
+var ErrBusy = errors.New("another node is flushing this campaign")
+
+// Save flushes a campaign at once (session.Saver): it waits for a flush
+// another node is running, then saves whatever that one did not.
+func (f *Flusher) Save(ctx context.Context, workspace, id string, trigger campaign.Trigger) error {
+	_, err := f.Flush(ctx, id, trigger, true)
+	return err
+}
+
+// Flush saves the campaign's working draft when it holds edits the store
+// does not. With wait, a lease held elsewhere is waited for (until ctx);
+// without, ErrBusy is returned at once.
+func (f *Flusher) Flush(ctx context.Context, id string, trigger campaign.Trigger, wait bool) (Result, error) {
+	token := newToken()
+	for {
+		ok, err := f.drafts.Lease(ctx, id, token, f.opts.LeaseTTL)
+		if err != nil {
+			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
+		}
+		if ok {
+			break
+		}
+		if !wait {
+			return Result{}, ErrBusy
+		}
+		select {
+		case <-time.After(25 * time.Millisecond):
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("flush campaign %s: waiting for the lease: %w", id, ctx.Err())
+		}
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := f.drafts.Unlease(ctx, id, token); err != nil {
+			f.log.Warn("release flush lease", "campaign", id, "err", err)
+		}
+	}()
+	res, err := f.flushLeased(ctx, id, trigger)
+	result := "ok"
+	switch {
+	case err != nil:
+		result = "error"
+	case !res.Wrote:
+		result = "clean"
+	}
+	metrics.Flushes.WithLabelValues(string(trigger), result).Inc()
+	f.mu.Lock()
+	if err != nil {
+		b := f.retry[id]
+		b.delay = min(max(2*b.delay, 250*time.Millisecond), f.opts.MaxBackoff)
+		b.next = time.Now().Add(b.delay)
+		f.retry[id] = b
+		f.healthy = false
+	} else {
+		delete(f.retry, id)
+		f.healthy = true
+	}
+	f.mu.Unlock()
+	return res, err
+}
+
+func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.Trigger) (Result, error) {
+	ws, err := f.drafts.Workspace(ctx, id)
+	if errcode.Is(err, errcode.NotFound) {
+		// No buffer: nothing unsaved can exist (it was never opened, or Redis
+		// lost it, which the next open turns into a new epoch).
+		return Result{Campaign: id}, f.drafts.Forget(ctx, id)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
+	}
+	for attempt := 0; ; attempt++ {
+		// The working draft is rebuilt from the saved draft every time: a
+		// campaign whose saved draft cannot be read is never written over.
+		d, err := f.drafts.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) { return f.store.Campaign(ctx, ws, id) })
+		if err != nil {
+			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
+		}
+		saved := d.Saved
+		if d.Rev <= saved.Rev {
+			if _, err := f.drafts.Flushed(ctx, id, saved.Rev); err != nil {
+				return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
+			}
+			return Result{Campaign: id, Version: saved.Version, Rev: saved.Rev, At: saved.UpdatedAt, Trigger: trigger},
+				f.drafts.MarkClean(ctx, id)
+		}
+		doc, err := d.Doc.Marshal()
+		if err != nil {
+			return Result{}, fmt.Errorf("flush campaign %s: encode: %w", id, err)
+		}
+		at := time.Now()
+		v, err := f.store.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: id, BaseVersion: saved.Version,
+			RevFrom: saved.Rev + 1, Rev: d.Rev, Doc: doc, By: d.Last, Authors: d.Authors, Trigger: trigger, At: at})
+		if errcode.Is(err, errcode.Conflict) && attempt < 3 {
+			continue // another flusher saved first (an expired lease): start from its save
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
+		}
+		res := Result{Campaign: id, Wrote: true, Version: v, Rev: d.Rev, At: at, Trigger: trigger}
+		// The draft is durable: announce it, then let the log be trimmed.
+		if err := f.drafts.Publish(ctx, id, SavedMessage(res)); err != nil {
+			f.log.Warn("announce save", "campaign", id, "err", err)
+		}
+		if _, err := f.drafts.Flushed(ctx, id, d.Rev); err != nil {
+			return res, fmt.Errorf("flush campaign %s: saved, but recording it: %w", id, err)
+		}
+		return res, f.drafts.MarkClean(ctx, id)
+	}
+}
+
+// SavedMessage is the `saved` event every session of the campaign receives.
+func SavedMessage(r Result) []byte {
+	b, _ := json.Marshal(map[string]any{"type": "saved", "campaign": r.Campaign, "version": r.Version, "rev": r.Rev,
+		"at": r.At.UTC().Format(time.RFC3339Nano), "trigger": r.Trigger})
+	return b
+}
+
+// Run flushes dirty drafts on the timer until ctx ends. A draft is due once
+// its oldest unsaved edit is Interval old; the dirty set is polled often
+// enough (a tenth of the interval, at most every 100 ms) that an edit is
+// durable within about Interval plus one poll.
+func (f *Flusher) Run(ctx context.Context) {
+	tick := min(f.opts.Interval/10, 100*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	sem := make(chan struct{}, f.opts.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.report(ctx)
+		ids, err := f.drafts.Dirty(ctx, time.Now().Add(-f.opts.Interval), 256)
+		if err != nil {
+			if ctx.Err() == nil {
+				f.log.Warn("autosave: read dirty campaigns", "err", err)
+			}
+			continue
+		}
+		for _, id := range ids {
+			if !f.due(id) {
+				continue
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(id string) {
+				defer func() { <-sem; wg.Done() }()
+				if _, err := f.Flush(ctx, id, campaign.TriggerTimer, false); err != nil && !errors.Is(err, ErrBusy) && ctx.Err() == nil {
+					f.log.Warn("autosave failed; edits stay in Redis and the flush is retried", "campaign", id, "err", err)
+				}
+			}(id)
+		}
+		wg.Wait() // one round at a time: a slow store is not hit by overlapping rounds
+	}
+}
+
+func (f *Flusher) due(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.retry[id]
+	return !ok || time.Now().After(b.next)
+}
+
+// report updates the oldest-unsaved-edit gauge and logs it when saving is
+// failing.
+func (f *Flusher) report(ctx context.Context) {
+	at, ok, err := f.drafts.OldestDirty(ctx)
+	if err != nil {
+		return
+	}
+	age := 0.0
+	if ok {
+		age = time.Since(at).Seconds()
+	}
+	metrics.OldestUnflushed.Set(age)
+	f.mu.Lock()
+	healthy := f.healthy
+	f.mu.Unlock()
+	if !healthy && age > 10 && int(age)%10 == 0 {
+		f.log.Warn("autosave is behind", "oldest_unsaved_edit_age_s", int(age))
+	}
+}
+
+// Healthy reports whether the last flush succeeded (for readiness).
+func (f *Flusher) Healthy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.healthy
+}
+
+// FlushAll saves every dirty draft (graceful shutdown), waiting for leases
+// held by other nodes, until ctx ends.
+func (f *Flusher) FlushAll(ctx context.Context, trigger campaign.Trigger) error {
+	ids, err := f.drafts.Dirty(ctx, time.Now().Add(time.Hour), 1_000_000)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		if _, err := f.Flush(ctx, id, trigger, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func newToken() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,147 @@
+package draft
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// unleaseScript deletes the lease only if it is still ours.
+var unleaseScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+
+// Lease takes the campaign's flush lease for ttl; false when another flusher
+// holds it. A flusher that dies keeps it only until ttl passes.
+func (b *Buffer) Lease(ctx context.Context, campaign, token string, ttl time.Duration) (bool, error) {
+	ok, err := b.rdb.SetNX(ctx, b.keys(campaign).lease, token, ttl).Result()
+	if err != nil {
+		return false, unavailable("lease "+campaign, err)
+	}
+	return ok, nil
+}
+
+// Unlease releases the lease if token still holds it.
+func (b *Buffer) Unlease(ctx context.Context, campaign, token string) error {
+	return unavailable("release lease of "+campaign, unleaseScript.Run(ctx, b.rdb, []string{b.keys(campaign).lease}, token).Err())
+}
+
+// Dirty returns up to limit campaigns whose oldest unflushed edit is older
+// than before, oldest first.
+func (b *Buffer) Dirty(ctx context.Context, before time.Time, limit int64) ([]string, error) {
+	ids, err := b.rdb.ZRangeByScore(ctx, b.DirtyKey(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: limit}).Result()
+	return ids, unavailable("read dirty campaigns", err)
+}
+
+// OldestDirty returns when the oldest unflushed edit of any campaign was
+// made; ok is false when every draft is saved.
+func (b *Buffer) OldestDirty(ctx context.Context) (at time.Time, ok bool, err error) {
+	zs, err := b.rdb.ZRangeWithScores(ctx, b.DirtyKey(), 0, 0).Result()
+	if err != nil {
+		return time.Time{}, false, unavailable("read dirty campaigns", err)
+	}
+	if len(zs) == 0 {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(int64(zs[0].Score)), true, nil
+}
+
+// MarkClean takes the campaign off the dirty set after a flush, and puts it
+// back, scored by its oldest unflushed edit, if edits arrived meanwhile.
+// Removing first and checking after leaves no window in which an edit's own
+// mark could be lost.
+func (b *Buffer) MarkClean(ctx context.Context, campaign string) error {
+	if err := b.rdb.ZRem(ctx, b.DirtyKey(), campaign).Err(); err != nil {
+		return unavailable("mark "+campaign+" clean", err)
+	}
+	h, ok, err := b.Head(ctx, campaign)
+	if err != nil || !ok || h.Rev <= h.Flushed {
+		return err
+	}
+	at := time.Now()
+	if next, err := b.Log(ctx, campaign, h.Flushed, h.Flushed+1); err == nil && len(next) == 1 {
+		at = next[0].At
+	}
+	return unavailable("mark "+campaign+" dirty", b.rdb.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(at.UnixMilli()), Member: campaign}).Err())
+}
+
+// Forget drops a campaign from the dirty set (its buffer is gone).
+func (b *Buffer) Forget(ctx context.Context, campaign string) error {
+	return unavailable("forget "+campaign, b.rdb.ZRem(ctx, b.DirtyKey(), campaign).Err())
+}
+
+// StagedTTL is how long a full-screen editor's staged value survives
+// without being touched.
+const StagedTTL = 14 * 24 * time.Hour
+
+// Staged is a value a user staged in a full-screen editor, with the rev of
+// the draft when the editor was opened (the base of its edit at Done).
+type Staged struct {
+	Value   json.RawMessage `json:"value,omitempty"`
+	OpenRev int64           `json:"rev"`
+}
+
+func (b *Buffer) stagedKey(campaign, user string) string {
+	return b.keys(campaign).staged + ":" + user
+}
+
+// OpenEditor records that the user opened the editor of path at rev (kept
+// if already open) and returns what the user staged there before.
+func (b *Buffer) OpenEditor(ctx context.Context, campaign, user, path string, rev int64) (Staged, error) {
+	k := b.stagedKey(campaign, user)
+	fresh, _ := json.Marshal(Staged{OpenRev: rev})
+	var get *redis.StringCmd
+	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, k, path, fresh)
+		p.Expire(ctx, k, StagedTTL)
+		get = p.HGet(ctx, k, path)
+		return nil
+	})
+	if err != nil {
+		return Staged{}, unavailable("open editor", err)
+	}
+	var s Staged
+	json.Unmarshal([]byte(get.Val()), &s)
+	return s, nil
+}
+
+// Stage keeps the user's value for path: never broadcast, never flushed.
+func (b *Buffer) Stage(ctx context.Context, campaign, user, path string, value json.RawMessage, rev int64) error {
+	k := b.stagedKey(campaign, user)
+	s, err := b.StagedValue(ctx, campaign, user, path)
+	if err != nil {
+		return err
+	}
+	if s.OpenRev == 0 && s.Value == nil {
+		s.OpenRev = rev
+	}
+	s.Value = value
+	data, _ := json.Marshal(s)
+	_, err = b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, path, data)
+		p.Expire(ctx, k, StagedTTL)
+		return nil
+	})
+	return unavailable("stage", err)
+}
+
+// StagedValue returns what the user staged for path (zero when nothing).
+func (b *Buffer) StagedValue(ctx context.Context, campaign, user, path string) (Staged, error) {
+	raw, err := b.rdb.HGet(ctx, b.stagedKey(campaign, user), path).Result()
+	if errors.Is(err, redis.Nil) {
+		return Staged{}, nil
+	}
+	if err != nil {
+		return Staged{}, unavailable("read staged value", err)
+	}
+	var s Staged
+	json.Unmarshal([]byte(raw), &s)
+	return s, nil
+}
+
+// Unstage drops the user's staged value and open marker for path.
+func (b *Buffer) Unstage(ctx context.Context, campaign, user, path string) error {
+	return unavailable("unstage", b.rdb.HDel(ctx, b.stagedKey(campaign, user), path).Err())
+}

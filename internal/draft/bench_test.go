@@ -1,0 +1,56 @@
+package draft
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/collab-dev/collab/internal/testenv"
+)
+
+// BenchmarkEditScript is the floor under every edit: the edit script alone,
+// called from Go against real Redis, with 1 caller (round trips in series)
+// and 64 concurrent callers (go-redis pipelines them over its pool).
+func BenchmarkEditScript(b *testing.B) {
+	url := testenv.Redis(b)
+	for _, callers := range []int{1, 64} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			rdb := testenv.RedisBackend{URL: url}.Client(b)
+			buf := New(rdb, Options{Prefix: "bench" + randHex(), MaxLog: 1 << 30})
+			ctx := context.Background()
+			head, err := buf.Open(ctx, "w", "c1", 0, "draft")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var n atomic.Int64
+			edit := func(w int64) {
+				sess := fmt.Sprint("s", w)
+				key := fmt.Sprintf("/fields/w%d/label", w)
+				prefix, suffix := UpdateFrame("c1", []byte(`[{"op":"replace","path":"`+key+`","value":"x"}]`), []byte(`{"user":"u"}`), nil, time.Now())
+				r, err := buf.Apply(ctx, Batch{Campaign: "c1", Epoch: head.Epoch, Base: 0, Session: sess, User: "u",
+					Prefix: prefix, Suffix: suffix, Keys: []string{key}, Writes: []bool{true}})
+				if err != nil || r.Outcome != Accepted {
+					b.Fatalf("%v %v", r, err)
+				}
+			}
+			b.ResetTimer()
+			start := time.Now()
+			if callers == 1 {
+				for i := 0; i < b.N; i++ {
+					edit(0)
+				}
+			} else {
+				b.SetParallelism(callers / 2) // times GOMAXPROCS (2 here)
+				b.RunParallel(func(pb *testing.PB) {
+					w := n.Add(1)
+					for pb.Next() {
+						edit(w)
+					}
+				})
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "edits/s")
+		})
+	}
+}
