@@ -21,8 +21,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/collab-dev/collab/internal/api"
-	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/metrics"
@@ -185,7 +185,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	handler := api.New(api.Deps{
 		Store: s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
 		Restorer: &autosave.Restorer{Drafts: buf, Store: s.store},
-		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
+		Limits:   campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(ctx context.Context) error { return up(metrics.RedisUp, s.rdb.Ping(ctx).Err()) }},
 			{Name: "store", Check: func(ctx context.Context) error { return up(metrics.StoreUp, s.store.Ping(ctx)) }},

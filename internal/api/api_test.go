@@ -15,6 +15,7 @@ import (
 
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/store/sqlstore"
 )
 
@@ -25,12 +26,23 @@ func (s *statusLog) SetStatus(_ context.Context, id, status string) error {
 	return nil
 }
 
+type fakeRestorer struct{ got string }
+
+func (f *fakeRestorer) Restore(_ context.Context, ws, id string, v int64, user, name string) (int64, error) {
+	f.got = ws + "/" + id + "/" + user
+	if v == 99 {
+		return 0, errcode.New(errcode.NotFound, "no version 99")
+	}
+	return 7, nil
+}
+
 type fixture struct {
-	t      *testing.T
-	srv    *httptest.Server
-	signer *auth.Signer
-	status *statusLog
-	ready  error
+	restorer *fakeRestorer
+	t        *testing.T
+	srv      *httptest.Server
+	signer   *auth.Signer
+	status   *statusLog
+	ready    error
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -40,8 +52,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	signer, _ := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	f := &fixture{t: t, signer: signer, status: &statusLog{}}
-	h := New(Deps{Store: st, Signer: signer, Status: f.status, Limits: campaign.Limits{MaxDocBytes: 1024},
+	f := &fixture{t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}}
+	h := New(Deps{Store: st, Signer: signer, Status: f.status, Restorer: f.restorer, Limits: campaign.Limits{MaxDocBytes: 1024},
 		Ready: []Checker{{Name: "store", Check: st.Ping}, {Name: "fake", Check: func(context.Context) error { return f.ready }}}})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
@@ -166,6 +178,9 @@ func TestBadHTTPInput(t *testing.T) {
 		{"other workspace launches", "POST", "/v1/campaigns/" + id + "/launch", other, "", 404, "not_found"},
 		{"other workspace history", "GET", "/v1/campaigns/" + id + "/versions", other, "", 404, "not_found"},
 		{"unknown route", "GET", "/v1/nothing", ed, "", 404, "not_found"},
+		{"viewer restores", "POST", "/v1/campaigns/" + id + "/versions/1/restore", viewer, "", 403, "forbidden"},
+		{"bad version", "POST", "/v1/campaigns/" + id + "/versions/x/restore", ed, "", 400, "bad_request"},
+		{"missing version", "POST", "/v1/campaigns/" + id + "/versions/99/restore", ed, "", 404, "not_found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,6 +192,9 @@ func TestBadHTTPInput(t *testing.T) {
 				t.Fatal("empty message")
 			}
 		})
+	}
+	if code, body := f.do("POST", "/v1/campaigns/"+id+"/versions/1/restore", ed, ""); code != 200 || body["rev"].(float64) != 7 || f.restorer.got != "w1/"+id+"/ann" {
+		t.Fatalf("restore: %d %v %s", code, body, f.restorer.got)
 	}
 	// Nothing above changed the campaign.
 	_, got := f.do("GET", "/v1/campaigns/"+id, ed, "")

@@ -10,17 +10,35 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// unleaseScript deletes the lease only if it is still ours.
-var unleaseScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+// The lease value is "expiry-ms token": the expiry is checked against the
+// caller's clock, not only left to Redis's TTL, so that it also expires on
+// servers that do not expire keys by wall time (the in-process one); the
+// TTL still cleans up after dead nodes on real Redis.
+var (
+	leaseScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then
+  local exp = tonumber(string.match(v, '^(%d+) '))
+  if exp and exp > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3], 'PX', ARGV[4])
+return 1`)
+	unleaseScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and string.match(v, ' (.*)$') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
 
 // Lease takes the campaign's flush lease for ttl; false when another flusher
 // holds it. A flusher that dies keeps it only until ttl passes.
 func (b *Buffer) Lease(ctx context.Context, campaign, token string, ttl time.Duration) (bool, error) {
-	ok, err := b.rdb.SetNX(ctx, b.keys(campaign).lease, token, ttl).Result()
+	now := time.Now()
+	ok, err := leaseScript.Run(ctx, b.rdb, []string{b.keys(campaign).lease},
+		now.UnixMilli(), now.Add(ttl).UnixMilli(), token, ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, unavailable("lease "+campaign, err)
 	}
-	return ok, nil
+	return ok == 1, nil
 }
 
 // Unlease releases the lease if token still holds it.

@@ -55,7 +55,7 @@ func mustParse(t *testing.T, url string) *redis.Options {
 
 // lookupQuiet returns the backend URL, or "" after logging how to enable it
 // (failing when required): used where the embedded backend still runs.
-func lookupQuiet(t *testing.T, backend, envVar string) string {
+func lookupQuiet(t testing.TB, backend, envVar string) string {
 	t.Helper()
 	url := getenv(envVar)
 	if url == "" {
@@ -63,6 +63,20 @@ func lookupQuiet(t *testing.T, backend, envVar string) string {
 			t.Fatalf("%s not set but %s requires %s", envVar, RequireVar, backend)
 		}
 		t.Logf("real %s not tested: set %s to run this suite on it too", backend, envVar)
+	}
+	return url
+}
+
+// PostgresIfSet returns the real PostgreSQL URL, or "" after logging how to
+// set it (failing when required): for suites that fall back to SQLite.
+func PostgresIfSet(t testing.TB) string {
+	t.Helper()
+	url := getenv(PostgresVar)
+	if url == "" {
+		if Required("postgres") {
+			t.Fatalf("%s not set but %s requires postgres", PostgresVar, RequireVar)
+		}
+		t.Logf("real postgres not tested: set %s to run this suite on it too", PostgresVar)
 	}
 	return url
 }

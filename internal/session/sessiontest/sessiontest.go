@@ -42,7 +42,18 @@ type Cluster struct {
 
 func NewCluster(t testing.TB, be testenv.RedisBackend, opts draft.Options) *Cluster {
 	t.Helper()
-	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "collab.db"))
+	// The real Redis runs with the real PostgreSQL, the embedded Redis with
+	// the embedded SQLite: the two pairs collab runs on.
+	var st store.Store
+	var err error
+	if url := ""; be.Name != "embedded" {
+		if url = testenv.PostgresIfSet(t); url != "" {
+			st, err = sqlstore.OpenPostgres(context.Background(), url)
+		}
+	}
+	if st == nil && err == nil {
+		st, err = sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "collab.db"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,617 @@
+package autosave_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/autosave"
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
+	"github.com/collab-dev/collab/internal/store"
+)
+
+const doc = `{"name":"Spring","messages":{"email":{"subject":"Hi","body":"x"}}}`
+
+var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+// flakyStore fails draft saves while fail is set, as a stopped database would.
+type flakyStore struct {
+	store.Store
+	fail  atomic.Bool
+	saves atomic.Int64
+}
+
+func (f *flakyStore) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
+	if f.fail.Load() {
+		return 0, errcode.New(errcode.Unavailable, "the database is unavailable")
+	}
+	f.saves.Add(1)
+	return f.Store.SaveDraft(ctx, d)
+}
+
+// node starts a node whose hub has autosave wired as in production.
+func node(c *sessiontest.Cluster, opts autosave.Options, st autosave.Store) (*sessiontest.Node, *autosave.Flusher) {
+	var f *autosave.Flusher
+	n := c.Node(session.Config{}, func(n *sessiontest.Node) {
+		if st == nil {
+			st = c.Store
+		}
+		f = autosave.New(n.Buf, st, opts, quiet)
+		n.Hub.SetSaver(f)
+		f.Register(n.Hub, n.Buf, campaign.DefaultLimits)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); f.Run(ctx) }()
+		n.OnStop(func() { cancel(); <-done })
+	})
+	return n, f
+}
+
+func saved(t *testing.T, c *sessiontest.Cluster, id string) *campaign.Campaign {
+	t.Helper()
+	cp, err := c.Store.Campaign(context.Background(), "w1", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+func field(t *testing.T, raw json.RawMessage, name string) any {
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m[name]
+}
+
+// expectSaved waits for a saved push with the trigger (skipping others).
+func expectSaved(t *testing.T, cl *sessiontest.Client, trigger string) map[string]any {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case m, ok := <-cl.In:
+			if !ok {
+				t.Fatal("closed")
+			}
+			if m["type"] == "saved" && m["trigger"] == trigger {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no saved with trigger %s", trigger)
+		}
+	}
+}
+
+func TestTimerFlush(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		const interval = 500 * time.Millisecond
+		n, _ := node(c, autosave.Options{Interval: interval}, nil)
+		id := c.Campaign("w1", doc)
+		a, b := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "bob", "w1", auth.Viewer)
+		a.Join(id)
+		b.Join(id)
+		start := time.Now()
+		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"Summer"}]`)
+		want(t, a, "ack")
+		s := expectSaved(t, b, "timer")
+		took := time.Since(start)
+		if took > interval+time.Second {
+			t.Fatalf("timer flush took %v, over interval + 1 s", took)
+		}
+		cp := saved(t, c, id)
+		if field(t, cp.Draft, "name") != "Summer" || cp.Rev != 1 || cp.Version != 2 || sessiontest.Num(s["version"]) != 2 || sessiontest.Num(s["rev"]) != 1 {
+			t.Fatalf("store %+v saved %v", cp, s)
+		}
+		t.Logf("edit durable after %v (interval %v)", took, interval)
+		// Nothing dirty: no further version.
+		time.Sleep(2 * interval)
+		if cp := saved(t, c, id); cp.Version != 2 {
+			t.Fatalf("clean draft saved again: version %d", cp.Version)
+		}
+	})
+}
+
+func TestTriggers(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		// A long interval: only the triggers save.
+		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
+		id := c.Campaign("w1", doc)
+		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
+		a.Join(id)
+		w.Join(id)
+		rev := int64(0)
+		edit := func(v string) {
+			rev++
+			a.Edit(id, rev-1, `[{"op":"replace","path":"/name","value":"`+v+`"}]`)
+			want(t, a, "ack")
+		}
+
+		edit("tab")
+		a.Send(map[string]any{"type": "tab", "campaign": id, "tab": "message"})
+		want(t, a, "ok")
+		expectSaved(t, w, "tab")
+		if field(t, saved(t, c, id).Draft, "name") != "tab" {
+			t.Fatal("tab did not save")
+		}
+
+		edit("manual")
+		a.Send(map[string]any{"type": "save", "campaign": id, "ref": "s1"})
+		reply := a.Expect("saved")
+		if reply["ref"] == nil { // the broadcast came first; the reply follows
+			reply = a.Expect("saved")
+		}
+		// Durable on reply: the store holds it already.
+		cp := saved(t, c, id)
+		if reply["ref"] != "s1" || reply["trigger"] != "manual" || field(t, cp.Draft, "name") != "manual" || sessiontest.Num(reply["version"]) != cp.Version {
+			t.Fatalf("manual save: reply %v store %+v", reply, cp)
+		}
+		expectSaved(t, w, "manual")
+		// A save with nothing new answers at once, adding no version.
+		a.Send(map[string]any{"type": "save", "campaign": id})
+		if r := a.Expect("saved"); sessiontest.Num(r["version"]) != cp.Version {
+			t.Fatalf("empty save: %v", r)
+		}
+
+		// The viewer may not save.
+		w.Send(map[string]any{"type": "save", "campaign": id})
+		if e := want(t, w, "error"); e["code"] != "forbidden" {
+			t.Fatalf("viewer save: %v", e)
+		}
+
+		edit("leave")
+		w.Send(map[string]any{"type": "leave", "campaign": id})
+		for m := w.Next(); m["type"] != "left"; m = w.Next() {
+		}
+		a.Send(map[string]any{"type": "leave", "campaign": id})
+		want(t, a, "left")
+		deadline := time.Now().Add(5 * time.Second)
+		for field(t, saved(t, c, id).Draft, "name") != "leave" {
+			if time.Now().After(deadline) {
+				t.Fatal("the last session leaving did not save")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		vs, _ := c.Store.Versions(context.Background(), "w1", id)
+		got := []string{}
+		for _, v := range vs {
+			got = append(got, string(v.Trigger))
+		}
+		if sessiontest.JSONOf(got) != `["leave","manual","tab","create"]` {
+			t.Fatalf("history triggers %v", got)
+		}
+		if vs[0].By != "ann" || sessiontest.JSONOf(vs[0].Authors) != `["ann"]` || vs[0].RevFrom != 3 || vs[0].Rev != 3 {
+			t.Fatalf("history entry %+v", vs[0])
+		}
+	})
+}
+
+func TestLifecycleRules(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
+		ctx := context.Background()
+		for _, tc := range []struct {
+			name   string
+			steps  []campaign.Action
+			status campaign.Status
+		}{
+			{"draft saves into the draft", nil, campaign.Draft},
+			{"active saves into the draft, live untouched", []campaign.Action{campaign.Launch}, campaign.Active},
+			{"stopped saves and stays stopped", []campaign.Action{campaign.Launch, campaign.Stop}, campaign.Stopped},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				id := c.Campaign("w1", doc)
+				for _, a := range tc.steps {
+					if _, err := c.Store.Transition(ctx, "w1", id, a); err != nil {
+						t.Fatal(err)
+					}
+				}
+				before := saved(t, c, id)
+				a := c.Connect(n, "ann", "w1", auth.Editor)
+				if snap := a.Join(id); snap["status"] != string(tc.status) {
+					t.Fatalf("status %v", snap["status"])
+				}
+				a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"edited"}]`)
+				want(t, a, "ack")
+				a.Send(map[string]any{"type": "save", "campaign": id})
+				a.Expect("saved")
+				after := saved(t, c, id)
+				if after.Status != tc.status || field(t, after.Draft, "name") != "edited" || string(after.Live) != string(before.Live) {
+					t.Fatalf("after save: %+v (before %+v)", after, before)
+				}
+			})
+		}
+	})
+}
+
+func TestPublish(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
+		id := c.Campaign("w1", doc)
+		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
+		a.Join(id)
+		w.Join(id)
+		a.Send(map[string]any{"type": "publish", "campaign": id})
+		if e := want(t, a, "error"); e["code"] != "conflict" {
+			t.Fatalf("publish a draft campaign: %v", e)
+		}
+		if _, err := c.Store.Transition(context.Background(), "w1", id, campaign.Launch); err != nil {
+			t.Fatal(err)
+		}
+		n.Buf.SetStatus(context.Background(), id, "active")
+		want(t, a, "status")
+		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"v2"}]`)
+		want(t, a, "ack")
+		if cp := saved(t, c, id); field(t, cp.Live, "name") != "Spring" {
+			t.Fatalf("live changed before publish: %s", cp.Live)
+		}
+		a.Send(map[string]any{"type": "publish", "campaign": id, "ref": 9})
+		p := want(t, a, "published")
+		cp := saved(t, c, id)
+		if sessiontest.Num(p["ref"]) != 9 || sessiontest.Num(p["version"]) != cp.Version || field(t, cp.Live, "name") != "v2" || cp.Status != campaign.Active {
+			t.Fatalf("published %v store %+v", p, cp)
+		}
+		// Publishing saves the draft (one version), then makes it live (another).
+		if s := expectSaved(t, w, "publish"); sessiontest.Num(s["version"]) != cp.Version-1 {
+			t.Fatalf("saved %v", s)
+		}
+		if s := expectSaved(t, w, "publish"); sessiontest.Num(s["version"]) != cp.Version {
+			t.Fatalf("saved %v", s)
+		}
+	})
+}
+
+func TestFullScreenEditor(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, _ := node(c, autosave.Options{Interval: 200 * time.Millisecond}, nil)
+		id := c.Campaign("w1", doc)
+		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
+		a.Join(id)
+		w.Join(id)
+		const path = "/messages/email/body"
+		a.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
+		if ok := want(t, a, "ok"); ok["staged"] != nil {
+			t.Fatalf("nothing staged yet: %v", ok)
+		}
+		w.ExpectPresence(func(eds []any) bool {
+			for _, e := range eds {
+				if e.(map[string]any)["editing"] == path {
+					return true
+				}
+			}
+			return false
+		})
+		a.Send(map[string]any{"type": "editor.stage", "campaign": id, "path": path, "value": "<h1>draft one</h1>"})
+		want(t, a, "ok")
+		// Not broadcast, not saved: past several timer intervals the store
+		// still has the old body and the watcher saw nothing but presence.
+		w.Quiet(700 * time.Millisecond)
+		if cp := saved(t, c, id); field(t, cp.Draft, "messages").(map[string]any)["email"].(map[string]any)["body"] != "x" || cp.Version != 1 {
+			t.Fatalf("staged content reached the store: %s", cp.Draft)
+		}
+		// The tab closes; a new session of the same user gets it back.
+		a.Conn.CloseNow()
+		a2 := c.Connect(n, "ann", "w1", auth.Editor)
+		a2.Join(id)
+		a2.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
+		if ok := want(t, a2, "ok"); ok["staged"] != "<h1>draft one</h1>" {
+			t.Fatalf("staged value not offered back: %v", ok)
+		}
+		a2.Send(map[string]any{"type": "editor.stage", "campaign": id, "path": path, "value": "<h1>final</h1>"})
+		want(t, a2, "ok")
+		a2.Send(map[string]any{"type": "editor.done", "campaign": id, "path": path, "ref": "d"})
+		if ack := want(t, a2, "ack"); ack["ref"] != "d" {
+			t.Fatalf("done: %v", ack)
+		}
+		if u := want(t, w, "update"); sessiontest.JSONOf(u["ops"]) != `[{"op":"replace","path":"/messages/email/body","value":"\u003ch1\u003efinal\u003c/h1\u003e"}]` {
+			t.Fatalf("update %v", u)
+		}
+		expectSaved(t, w, "editor")
+		if body := field(t, saved(t, c, id).Draft, "messages").(map[string]any)["email"].(map[string]any)["body"]; body != "<h1>final</h1>" {
+			t.Fatalf("after done: %v", body)
+		}
+		// Done cleared it; cancel drops a new one.
+		a2.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
+		if ok := want(t, a2, "ok"); ok["staged"] != nil {
+			t.Fatalf("still staged after done: %v", ok)
+		}
+		a2.Send(map[string]any{"type": "editor.stage", "campaign": id, "path": path, "value": "scrap"})
+		want(t, a2, "ok")
+		a2.Send(map[string]any{"type": "editor.cancel", "campaign": id, "path": path})
+		want(t, a2, "ok")
+		a2.Send(map[string]any{"type": "editor.done", "campaign": id, "path": path})
+		if e := want(t, a2, "error"); e["code"] != "bad_request" {
+			t.Fatalf("done after cancel: %v", e)
+		}
+		// A viewer cannot stage.
+		w.Send(map[string]any{"type": "editor.stage", "campaign": id, "path": path, "value": "x"})
+		if e := want(t, w, "error"); e["code"] != "forbidden" {
+			t.Fatalf("viewer stage: %v", e)
+		}
+	})
+}
+
+func TestEditorDoneConflicts(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
+		id := c.Campaign("w1", doc)
+		a, b := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "bob", "w1", auth.Editor)
+		a.Join(id)
+		b.Join(id)
+		const path = "/messages/email/subject"
+		a.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
+		want(t, a, "ok")
+		a.Send(map[string]any{"type": "editor.stage", "campaign": id, "path": path, "value": "Ann's"})
+		want(t, a, "ok")
+		// Bob changes the subject while Ann's editor is open: he was first.
+		b.Edit(id, 0, `[{"op":"replace","path":"/messages/email/subject","value":"Bob's"}]`)
+		want(t, b, "ack")
+		want(t, a, "update")
+		a.Send(map[string]any{"type": "editor.done", "campaign": id, "path": path})
+		r := want(t, a, "refresh")
+		if r["reason"] != "conflict" || sessiontest.JSONOf(r["values"]) != `{"/messages/email/subject":"Bob's"}` {
+			t.Fatalf("refresh %v", r)
+		}
+		// Ann's staged text is kept for her to merge.
+		a.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
+		if ok := want(t, a, "ok"); ok["staged"] != "Ann's" {
+			t.Fatalf("staged lost: %v", ok)
+		}
+	})
+}
+
+func TestRacingFlushers(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n1, f1 := node(c, autosave.Options{Interval: time.Hour}, nil)
+		_, f2 := node(c, autosave.Options{Interval: time.Hour}, nil)
+		id := c.Campaign("w1", doc)
+		a := c.Connect(n1, "ann", "w1", auth.Editor)
+		a.Join(id)
+		ctx := context.Background()
+		for round := 1; round <= 10; round++ {
+			a.Edit(id, int64(round-1), `[{"op":"replace","path":"/name","value":"r`+string(rune('0'+round%10))+`"}]`)
+			want(t, a, "ack")
+			var wg sync.WaitGroup
+			results := make([]autosave.Result, 4)
+			for i := range results {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					f := []*autosave.Flusher{f1, f2}[i%2]
+					var err error
+					results[i], err = f.Flush(ctx, id, campaign.TriggerManual, true)
+					if err != nil {
+						t.Error(err)
+					}
+				}(i)
+			}
+			wg.Wait()
+			wrote := 0
+			for _, r := range results {
+				if r.Wrote {
+					wrote++
+				}
+				if r.Rev != int64(round) {
+					t.Fatalf("round %d: a flusher answered rev %d", round, r.Rev)
+				}
+			}
+			if wrote != 1 {
+				t.Fatalf("round %d: %d flushers wrote", round, wrote)
+			}
+		}
+		vs, _ := c.Store.Versions(ctx, "w1", id)
+		if len(vs) != 11 {
+			t.Fatalf("%d versions for 10 rounds + create", len(vs))
+		}
+		for i, v := range vs[:10] {
+			if v.Rev != int64(10-i) || v.RevFrom != v.Rev {
+				t.Fatalf("version %+v", v)
+			}
+		}
+	})
+}
+
+// A flusher that died holding the lease blocks the campaign only until the
+// lease expires; one that died after writing SQL but before recording it
+// leaves nothing to write twice.
+func TestFlusherKilledMidFlush(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		const lease = 600 * time.Millisecond
+		n, f := node(c, autosave.Options{Interval: 100 * time.Millisecond, LeaseTTL: lease}, nil)
+		id := c.Campaign("w1", doc)
+		a := c.Connect(n, "ann", "w1", auth.Editor)
+		a.Join(id)
+		ctx := context.Background()
+		// The dead node's lease.
+		if ok, _ := n.Buf.Lease(ctx, id, "dead-node", lease); !ok {
+			t.Fatal("lease")
+		}
+		start := time.Now()
+		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"after takeover"}]`)
+		want(t, a, "ack")
+		expectSaved(t, a, "timer")
+		if took := time.Since(start); took < lease-100*time.Millisecond {
+			t.Fatalf("flushed after %v while the dead node's lease (%v) held", took, lease)
+		}
+		if cp := saved(t, c, id); field(t, cp.Draft, "name") != "after takeover" || cp.Version != 2 {
+			t.Fatalf("store %+v", cp)
+		}
+
+		// Killed after the SQL write: simulate by writing SQL as that flusher
+		// would have, without telling Redis.
+		a.Edit(id, 1, `[{"op":"replace","path":"/name","value":"half flushed"}]`)
+		want(t, a, "ack")
+		n.Buf.Lease(ctx, id, "dying-node", lease)
+		d, err := n.Buf.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) { return c.Store.Campaign(ctx, "w1", id) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := d.Doc.Marshal()
+		if _, err := c.Store.SaveDraft(ctx, store.DraftSave{Workspace: "w1", ID: id, BaseVersion: d.Saved.Version, RevFrom: 2, Rev: d.Rev, Doc: raw, By: "ann", Trigger: campaign.TriggerTimer}); err != nil {
+			t.Fatal(err)
+		}
+		// After expiry the next flusher finds nothing new: no double version.
+		time.Sleep(lease + 300*time.Millisecond)
+		res, err := f.Flush(ctx, id, campaign.TriggerManual, true)
+		if err != nil || res.Wrote {
+			t.Fatalf("second flush: %+v %v", res, err)
+		}
+		vs, _ := c.Store.Versions(ctx, "w1", id)
+		if len(vs) != 3 || vs[0].Rev != 2 {
+			t.Fatalf("versions %+v", vs)
+		}
+		// And the campaign is clean again.
+		if _, ok, _ := n.Buf.OldestDirty(ctx); ok {
+			t.Fatal("still dirty")
+		}
+	})
+}
+
+func TestStoreDownThenBack(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		flaky := &flakyStore{Store: c.Store}
+		n, f := node(c, autosave.Options{Interval: 100 * time.Millisecond, MaxBackoff: 400 * time.Millisecond}, flaky)
+		id := c.Campaign("w1", doc)
+		a := c.Connect(n, "ann", "w1", auth.Editor)
+		a.Join(id)
+		flaky.fail.Store(true)
+		for i := 1; i <= 20; i++ {
+			a.Edit(id, int64(i-1), `[{"op":"add","path":"/k`+string(rune('a'+i))+`","value":1}]`)
+			want(t, a, "ack") // edits go on: they are in Redis
+		}
+		a.Send(map[string]any{"type": "save", "campaign": id})
+		if e := want(t, a, "error"); e["code"] != "unavailable" {
+			t.Fatalf("save while the store is down: %v", e)
+		}
+		time.Sleep(700 * time.Millisecond)
+		if f.Healthy() {
+			t.Fatal("flusher claims health while every save fails")
+		}
+		if at, ok, _ := n.Buf.OldestDirty(context.Background()); !ok || time.Since(at) < 500*time.Millisecond {
+			t.Fatalf("oldest unsaved edit: %v %v", at, ok)
+		}
+		if cp := saved(t, c, id); cp.Version != 1 {
+			t.Fatalf("a failing store was written: %+v", cp)
+		}
+		flaky.fail.Store(false)
+		expectSaved(t, a, "timer")
+		cp := saved(t, c, id)
+		var m map[string]any
+		json.Unmarshal(cp.Draft, &m)
+		if cp.Rev != 20 || len(m) != 22 {
+			t.Fatalf("after recovery: rev %d, %d fields", cp.Rev, len(m))
+		}
+		for deadline := time.Now().Add(2 * time.Second); !f.Healthy(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("not healthy after recovery")
+			}
+		}
+	})
+}
+
+func TestRestoreVersion(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
+		id := c.Campaign("w1", doc)
+		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
+		a.Join(id)
+		w.Join(id)
+		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"v2"},{"op":"add","path":"/extra","value":true}]`)
+		want(t, a, "ack")
+		want(t, w, "update")
+		a.Send(map[string]any{"type": "save", "campaign": id})
+		a.Expect("saved")
+		r := &autosave.Restorer{Drafts: n.Buf, Store: c.Store}
+		rev, err := r.Restore(context.Background(), "w1", id, 1, "ann", "Ann")
+		if err != nil || rev != 2 {
+			t.Fatalf("restore: %d %v", rev, err)
+		}
+		want(t, w, "update")
+		ref := want(t, w, "refresh")
+		if ref["reason"] != "restored" || sessiontest.Num(ref["rev"]) != 2 {
+			t.Fatalf("refresh %v", ref)
+		}
+		snap := want(t, w, "snapshot")
+		if sessiontest.JSONOf(snap["doc"]) != sessiontest.JSONOf(mustJSON(doc)) || sessiontest.Num(snap["rev"]) != 2 {
+			t.Fatalf("snapshot %v", snap)
+		}
+		want(t, a, "update")
+		want(t, a, "refresh")
+		want(t, a, "snapshot")
+		// The restore is an edit like any other: saved by the next save, undoable.
+		a.Send(map[string]any{"type": "save", "campaign": id, "ref": "after-restore"})
+		for m := a.Expect("saved"); m["ref"] != "after-restore"; m = a.Expect("saved") {
+		}
+		if cp := saved(t, c, id); field(t, cp.Draft, "name") != "Spring" || field(t, cp.Draft, "extra") != nil {
+			vs, _ := c.Store.Versions(context.Background(), "w1", id)
+			t.Fatalf("restored draft %s (versions %+v)", cp.Draft, vs)
+		}
+		if _, err := r.Restore(context.Background(), "w1", id, 2, "ann", "Ann"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Restore(context.Background(), "w2", id, 1, "eve", "Eve"); errcode.Of(err) != errcode.NotFound {
+			t.Fatalf("other workspace restore: %v", err)
+		}
+	})
+}
+
+func mustJSON(s string) any {
+	var v any
+	json.Unmarshal([]byte(s), &v)
+	return v
+}
+
+func TestShutdownFlushesEverything(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, f := node(c, autosave.Options{Interval: time.Hour}, nil)
+		ids := []string{c.Campaign("w1", doc), c.Campaign("w1", doc), c.Campaign("w1", doc)}
+		for _, id := range ids {
+			a := c.Connect(n, "ann", "w1", auth.Editor)
+			a.Join(id)
+			a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"unsaved"}]`)
+			want(t, a, "ack")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// The order of a graceful shutdown: sessions go (their last leave
+		// saves), then every dirty draft is flushed.
+		n.Hub.Shutdown(ctx)
+		if err := f.FlushAll(ctx, campaign.TriggerShutdown); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if cp := saved(t, c, id); field(t, cp.Draft, "name") != "unsaved" || cp.Rev != 1 {
+				t.Fatalf("%s not saved: %+v", id, cp)
+			}
+		}
+		if _, ok, _ := n.Buf.OldestDirty(ctx); ok {
+			t.Fatal("dirty after shutdown")
+		}
+	})
+}
+
+// want returns the next message of type typ, skipping saved pushes (which
+// every save broadcasts and which may come before or after a reply).
+func want(t *testing.T, cl *sessiontest.Client, typ string) map[string]any {
+	t.Helper()
+	for {
+		m := cl.Next()
+		if m["type"] == "saved" && typ != "saved" {
+			continue
+		}
+		if m["type"] != typ {
+			t.Fatalf("want %s, got %v", typ, m)
+		}
+		return m
+	}
+}
