@@ -615,3 +615,5 @@ func want(t *testing.T, cl *sessiontest.Client, typ string) map[string]any {
 		return m
 	}
 }
+
+func sessiontestConfig() session.Config { return session.Config{RatePerSec: 1e6, RateBurst: 1e6} }

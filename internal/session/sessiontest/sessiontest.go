@@ -135,13 +135,13 @@ func (c *Cluster) Campaign(ws, doc string) string {
 
 // client is a test WebSocket client.
 type Client struct {
-	T    *testing.T
+	T    testing.TB
 	Conn *websocket.Conn
 	In   chan map[string]any
 	Err  chan error
 }
 
-func Dial(t *testing.T, n *Node, header http.Header) (*Client, *http.Response, error) {
+func Dial(t testing.TB, n *Node, header http.Header) (*Client, *http.Response, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -176,7 +176,13 @@ func Dial(t *testing.T, n *Node, header http.Header) (*Client, *http.Response, e
 // connect dials and authenticates with hello.
 func (c *Cluster) Connect(n *Node, user, ws string, role auth.Role) *Client {
 	c.T.Helper()
-	cl, _, err := Dial(c.T.(*testing.T), n, nil)
+	return c.ConnectB(c.T, n, user, ws, role)
+}
+
+// ConnectB is Connect for any test or benchmark.
+func (c *Cluster) ConnectB(tb testing.TB, n *Node, user, ws string, role auth.Role) *Client {
+	tb.Helper()
+	cl, _, err := Dial(tb, n, nil)
 	if err != nil {
 		c.T.Fatal(err)
 	}
