@@ -28,6 +28,20 @@ if base > rev then return {'ahead', meta[1]} end
 if base < tonumber(meta[3]) then return {'gap', meta[1]} end
 if ARGV[9] ~= 'check' and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[9]) then return {'full', meta[1]} end
 
+-- Field values of the paths hash, read once (one HMGET) and written once
+-- (one HSET) per batch; vals caches them, dirty lists the changed ones.
+local vals, dirty = {}, {}
+local function load(fields)
+  local need = {}
+  for _, f in ipairs(fields) do
+    if vals[f] == nil then need[#need + 1] = f end
+  end
+  if #need > 0 then
+    local got = redis.call('HMGET', KEYS[2], unpack(need))
+    for n, f in ipairs(need) do vals[f] = got[n] or false end
+  end
+end
+
 -- the newest rev written by a session other than sess, from "r1 s1 r2 s2"
 local function other(v)
   if not v then return 0 end
@@ -50,19 +64,28 @@ local function ancestors(p)
   return out
 end
 
-local conflicts = {}
+local ops = {}
 for i = 10, #ARGV, 2 do
   local key = ARGV[i]
-  local anc = ancestors(key)
-  local fields = {'s' .. key}
-  for _, q in ipairs(anc) do fields[#fields + 1] = 'a' .. q end
-  local vals = redis.call('HMGET', KEYS[2], unpack(fields))
-  for n = 1, #fields do
-    if other(vals[n]) > base then
-      conflicts[#conflicts + 1] = key
-      break
+  local op = {key = key, write = ARGV[i + 1] == 'w', anc = ancestors(key)}
+  local fields = {'s' .. key, 'a' .. key}
+  for _, q in ipairs(op.anc) do
+    fields[#fields + 1] = 'a' .. q
+    fields[#fields + 1] = 's' .. q
+  end
+  load(fields)
+  ops[#ops + 1] = op
+end
+
+local conflicts = {}
+for _, op in ipairs(ops) do
+  local hit = other(vals['s' .. op.key]) > base
+  if not hit then
+    for _, q in ipairs(op.anc) do
+      if other(vals['a' .. q]) > base then hit = true break end
     end
   end
+  if hit then conflicts[#conflicts + 1] = op.key end
 end
 if #conflicts > 0 then
   local out = {'conflict', tostring(rev)}
@@ -72,30 +95,36 @@ end
 if ARGV[9] == 'check' then return {'valid', tostring(rev)} end
 
 rev = rev + 1
+local me = rev .. ' ' .. sess
 local function bump(field)
-  local v = redis.call('HGET', KEYS[2], field)
-  local nv = rev .. ' ' .. sess
+  local v = vals[field]
+  local nv = me
   if v then
     local r1, s1, r2, s2 = string.match(v, '^(%d+) (%S+) ?(%d*) ?(%S*)$')
     if s1 == sess then
-      if r2 ~= '' then nv = nv .. ' ' .. r2 .. ' ' .. s2 end
+      if r2 ~= '' then nv = me .. ' ' .. r2 .. ' ' .. s2 end
     else
-      nv = nv .. ' ' .. r1 .. ' ' .. s1
+      nv = me .. ' ' .. r1 .. ' ' .. s1
     end
   end
-  return nv
-end
-for i = 10, #ARGV, 2 do
-  if ARGV[i + 1] == 'w' then
-    local key = ARGV[i]
-    local set = {'a' .. key, bump('a' .. key), 's' .. key, bump('s' .. key)}
-    for _, q in ipairs(ancestors(key)) do
-      set[#set + 1] = 's' .. q
-      set[#set + 1] = bump('s' .. q)
-    end
-    redis.call('HSET', KEYS[2], unpack(set))
+  if vals[field] ~= nv then
+    vals[field] = nv
+    dirty[field] = true
   end
 end
+for _, op in ipairs(ops) do
+  if op.write then
+    bump('a' .. op.key)
+    bump('s' .. op.key)
+    for _, q in ipairs(op.anc) do bump('s' .. q) end
+  end
+end
+local set = {}
+for f in pairs(dirty) do
+  set[#set + 1] = f
+  set[#set + 1] = vals[f]
+end
+if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
 
 local entry = ARGV[5] .. rev .. ARGV[6]
 redis.call('HSET', KEYS[1], 'rev', rev)
