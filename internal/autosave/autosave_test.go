@@ -617,3 +617,66 @@ func want(t *testing.T, cl *sessiontest.Client, typ string) map[string]any {
 }
 
 func sessiontestConfig() session.Config { return session.Config{RatePerSec: 1e6, RateBurst: 1e6} }
+
+// editDirect applies one edit through the draft buffer, as a session on a
+// node that then died would have.
+func editDirect(t *testing.T, c *sessiontest.Cluster, n *sessiontest.Node, id, name string) {
+	t.Helper()
+	ctx := context.Background()
+	cp := saved(t, c, id)
+	head, err := n.Buf.Open(ctx, "w1", id, cp.Rev, string(cp.Status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, suffix := draft.UpdateFrame(id, []byte(`[{"op":"replace","path":"/name","value":"`+name+`"}]`), []byte(`{"user":"ghost","session":"gone"}`), nil, time.Now())
+	res, err := n.Buf.Apply(ctx, draft.Batch{Campaign: id, Epoch: head.Epoch, Base: head.Rev, Session: "gone", User: "ghost",
+		Prefix: prefix, Suffix: suffix, Keys: []string{"/name"}, Writes: []bool{true}})
+	if err != nil || res.Outcome != draft.Accepted {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+func TestShutdownTrigger(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, f := node(c, autosave.Options{Interval: time.Hour}, nil)
+		id := c.Campaign("w1", doc)
+		editDirect(t, c, n, id, "left behind")
+		if err := f.FlushAll(context.Background(), campaign.TriggerShutdown); err != nil {
+			t.Fatal(err)
+		}
+		vs, _ := c.Store.Versions(context.Background(), "w1", id)
+		if len(vs) != 2 || vs[0].Trigger != campaign.TriggerShutdown || vs[0].By != "ghost" {
+			t.Fatalf("versions %+v", vs)
+		}
+	})
+}
+
+// A saved draft that cannot be read is never flushed over: the flush fails,
+// the stored draft stays as it was, and the edits stay in Redis.
+func TestNeverClobberAnUnreadableDraft(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, f := node(c, autosave.Options{Interval: time.Hour}, nil)
+		ctx := context.Background()
+		id := c.Campaign("w1", doc)
+		editDirect(t, c, n, id, "edit")
+		// Someone broke the stored draft (a bad migration, a manual fix...),
+		// at a rev ahead of Redis, which the next open turns into a new epoch.
+		raw := json.RawMessage(`{not json`)
+		cp := saved(t, c, id)
+		if _, err := c.Store.SaveDraft(ctx, store.DraftSave{Workspace: "w1", ID: id, BaseVersion: cp.Version, RevFrom: 1, Rev: 5, Doc: raw}); err != nil {
+			t.Fatal(err)
+		}
+		editDirect(t, c, n, id, "more") // reopens at rev 5 (a new epoch), edit 6
+		before := saved(t, c, id)
+		if _, err := f.Flush(ctx, id, campaign.TriggerManual, true); err == nil {
+			t.Fatal("flushed over an unreadable saved draft")
+		}
+		after := saved(t, c, id)
+		if string(after.Draft) != string(raw) || after.Version != before.Version {
+			t.Fatalf("stored draft changed: %s v%d", after.Draft, after.Version)
+		}
+		if _, ok, _ := n.Buf.OldestDirty(ctx); !ok {
+			t.Fatal("the unsaved edit was dropped")
+		}
+	})
+}
