@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/collab-dev/collab/internal/audience"
 	"github.com/collab-dev/collab/internal/campaign"
 )
 
@@ -55,7 +56,28 @@ type DraftSave struct {
 // Store is the whole durable store.
 type Store interface {
 	Campaigns
+	Profiles
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// ImportReport is what an import did, or why it did nothing.
+type ImportReport struct {
+	// Imported counts the profile lines written (an id twice counts twice;
+	// its last line wins).
+	Imported int64                 `json:"imported"`
+	BadLines int                   `json:"bad_lines"`
+	Errors   []*audience.LineError `json:"errors,omitempty"` // the first 100
+}
+
+// Profiles is the profile half of the durable store.
+type Profiles interface {
+	// ImportProfiles upserts (by id, replacing the attributes) every profile
+	// next yields until io.EOF, in one transaction: when any line is bad,
+	// nothing is written and the report lists the bad lines.
+	ImportProfiles(ctx context.Context, workspace string, next func() (audience.Profile, error)) (ImportReport, error)
+	// MatchProfiles returns the ids of the workspace's profiles matching r,
+	// sorted (for tests and small checks; populations stay in the database).
+	MatchProfiles(ctx context.Context, workspace string, r *audience.Rule) ([]string, error)
 }

@@ -36,6 +36,8 @@ func Run(t *testing.T, open Open) {
 		{"Publish", testPublish},
 		{"WorkspaceIsolation", testWorkspaceIsolation},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"Rules", testRules},
+		{"Import", testImport},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
