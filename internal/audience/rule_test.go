@@ -9,7 +9,7 @@ import (
 )
 
 func TestParseRuleRefuses(t *testing.T) {
-	deep := strings.Repeat(`{"not":`, MaxRuleDepth) + `{"field":"a","op":"empty"}` + strings.Repeat(`}`, MaxRuleDepth)
+	deep := strings.Repeat(`{"not":`, MaxRuleDepth-1) + `{"field":"a","op":"empty"}` + strings.Repeat(`}`, MaxRuleDepth-1) // 32 levels
 	many := `{"any":[` + strings.TrimSuffix(strings.Repeat(`{"field":"a","op":"empty"},`, MaxRuleNodes), ",") + `]}`
 	cases := []struct {
 		name, rule, wantPath string
