@@ -57,6 +57,7 @@ type DraftSave struct {
 type Store interface {
 	Campaigns
 	Profiles
+	Audiences
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	Close() error
@@ -80,4 +81,60 @@ type Profiles interface {
 	// MatchProfiles returns the ids of the workspace's profiles matching r,
 	// sorted (for tests and small checks; populations stay in the database).
 	MatchProfiles(ctx context.Context, workspace string, r *audience.Rule) ([]string, error)
+}
+
+// AudienceSummary is an audience's row in the Audiences menu.
+type AudienceSummary struct {
+	ID        string    `json:"id"`
+	Label     string    `json:"label"`
+	Dimension string    `json:"dimension"`
+	Kind      string    `json:"kind"`
+	Count     int64     `json:"count"`
+	UpdatedAt time.Time `json:"updated"`
+}
+
+// AudienceDetail is an audience with a page of its members: rows keyed by
+// column, "id" first then the audience's own columns.
+type AudienceDetail struct {
+	AudienceSummary
+	Columns        []string         `json:"columns"`
+	Rows           []map[string]any `json:"rows"`
+	SourceCampaign string           `json:"source_campaign"`
+	CreatedAt      time.Time        `json:"created"`
+}
+
+// AudienceSave is one Save audience.
+type AudienceSave struct {
+	Workspace      string
+	Mode           string // create_or_update or update
+	Label          string
+	AudienceID     string
+	UpdateMode     string // replace or append
+	SourceCampaign string
+	Population     audience.Population
+	NewID          string // id for a created audience
+}
+
+// AudienceSaved is what a Save audience did.
+type AudienceSaved struct {
+	Audience string `json:"audience"`
+	Label    string `json:"label"`
+	Created  bool   `json:"created"`
+	Count    int64  `json:"count"`
+	Added    int64  `json:"added"`
+	Removed  int64  `json:"removed"`
+}
+
+// Audiences is the audience half of the durable store: populations are
+// computed in the database from audience.Population SQL, never in memory.
+type Audiences interface {
+	Dialect() audience.Dialect
+	AudienceColumns(ctx context.Context, workspace, id string) ([]string, error)
+	CountPopulation(ctx context.Context, p audience.Population) (int64, error)
+	SamplePopulation(ctx context.Context, p audience.Population, limit int) ([]map[string]any, error)
+	// SaveAudience creates or updates an audience from a population in one
+	// transaction: readers see the old members or the new, never a mix.
+	SaveAudience(ctx context.Context, s AudienceSave) (AudienceSaved, error)
+	Audiences(ctx context.Context, workspace, query string) ([]AudienceSummary, error)
+	Audience(ctx context.Context, workspace, id string, offset, limit int) (*AudienceDetail, error)
 }

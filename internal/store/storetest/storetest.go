@@ -38,6 +38,9 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Rules", testRules},
 		{"Import", testImport},
+		{"Activities", testActivities},
+		{"SaveAudience", testSaveAudience},
+		{"MonthlyReplace", testMonthlyReplace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
