@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/collab-dev/collab/internal/api"
+	"github.com/collab-dev/collab/internal/audience/runner"
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/campaign"
@@ -175,6 +176,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
 	s.hub.SetSaver(s.flusher)
 	s.flusher.Register(s.hub, buf, campaign.DefaultLimits)
+	runner.New(s.store, log.With("subsystem", "audience")).Register(s.hub)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	s.stopRun, s.runDone = stopRun, make(chan struct{})
 	go func() {

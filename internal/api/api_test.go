@@ -231,3 +231,60 @@ func TestHealth(t *testing.T) {
 		}
 	}
 }
+
+func TestProfilesAndAudiencesOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	ed, viewer, other := f.token("ann", "w1", auth.Editor), f.token("vic", "w1", auth.Viewer), f.token("eve", "w2", auth.Admin)
+	post := func(token, ctype, body string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/v1/profiles", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	if code, m := post(ed, "application/x-ndjson", "{\"id\":\"p1\",\"country\":\"FR\"}\n{\"id\":\"p2\"}\n"); code != 200 || m["imported"].(float64) != 2 {
+		t.Fatalf("ndjson: %d %v", code, m)
+	}
+	if code, m := post(ed, "text/csv", "id,country\np3,DE\n"); code != 200 || m["imported"].(float64) != 1 {
+		t.Fatalf("csv: %d %v", code, m)
+	}
+	code, m := post(ed, "", "{\"id\":\"p4\"}\n{oops\n{\"id\":\"p5\"}\n")
+	lines := m["error"].(map[string]any)["lines"].([]any)
+	if code != 400 || len(lines) != 1 || lines[0].(map[string]any)["line"].(float64) != 2 {
+		t.Fatalf("bad line: %d %v", code, m)
+	}
+	if code, m := post(ed, "text/csv", "name\nx\n"); code != 400 || errCode(m) != "bad_request" {
+		t.Fatalf("csv without id: %d %v", code, m)
+	}
+	if code, m := post(ed, "image/png", "x"); code != 400 {
+		t.Fatalf("wrong type: %d %v", code, m)
+	}
+	if code, _ := post(viewer, "", "{\"id\":\"p9\"}\n"); code != 403 {
+		t.Fatalf("viewer import: %d", code)
+	}
+	if code, list := f.do("GET", "/v1/audiences", ed, ""); code != 200 || len(list["audiences"].([]any)) != 0 {
+		t.Fatalf("list: %d %v", code, list)
+	}
+	for _, tc := range []struct {
+		path, token string
+		status      int
+	}{
+		{"/v1/audiences/a_nope", ed, 404},
+		{"/v1/audiences/a_nope?limit=x", ed, 400},
+		{"/v1/audiences/a_nope?limit=900", ed, 400},
+		{"/v1/audiences", "", 401},
+		{"/v1/audiences", other, 200},
+	} {
+		if code, body := f.do("GET", tc.path, tc.token, ""); code != tc.status {
+			t.Fatalf("%s: %d %v", tc.path, code, body)
+		}
+	}
+}

@@ -41,6 +41,9 @@ func New(d Deps) http.Handler {
 		r.Post("/v1/campaigns/{id}/{action:launch|stop|resume|archive}", s.transition)
 		r.Get("/v1/campaigns/{id}/versions", s.versions)
 		r.Post("/v1/campaigns/{id}/versions/{v}/restore", s.restore)
+		r.Post("/v1/profiles", s.importProfiles)
+		r.Get("/v1/audiences", s.listAudiences)
+		r.Get("/v1/audiences/{id}", s.getAudience)
 		if d.Extra != nil {
 			d.Extra(r)
 		}

@@ -476,3 +476,14 @@ func (c *Canvas) SortedIDs() []string {
 	sort.Strings(ids)
 	return ids
 }
+
+// Page validates an offset and limit (default 50, at most 500).
+func Page(offset, limit int) (int, int, error) {
+	if offset < 0 || limit < 0 || limit > 500 {
+		return 0, 0, errcode.New(errcode.Invalid, "offset must be >= 0 and limit between 1 and 500")
+	}
+	if limit == 0 {
+		limit = 50
+	}
+	return offset, limit, nil
+}

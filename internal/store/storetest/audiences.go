@@ -18,7 +18,9 @@ type lookup struct {
 	s   store.Store
 }
 
-func (l lookup) AudienceColumns(ws, id string) ([]string, error) { return l.s.AudienceColumns(l.ctx, ws, id) }
+func (l lookup) AudienceColumns(ws, id string) ([]string, error) {
+	return l.s.AudienceColumns(l.ctx, ws, id)
+}
 
 type canvasRun struct {
 	t  *testing.T

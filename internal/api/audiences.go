@@ -1,0 +1,100 @@
+package api
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/collab-dev/collab/internal/audience"
+	"github.com/collab-dev/collab/internal/errcode"
+)
+
+// MaxImportBytes bounds one profile import's body (streamed, never held).
+const MaxImportBytes = 4 << 30
+
+// importProfiles streams NDJSON (application/x-ndjson, the default) or CSV
+// (text/csv, with a header row) into the workspace's profiles, all or
+// nothing: a bad line gets 400 naming it, and nothing is written.
+func (s *server) importProfiles(w http.ResponseWriter, r *http.Request) {
+	c := Claims(r)
+	if err := requireEditor(c); err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	format := "ndjson"
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ := mime.ParseMediaType(ct)
+		switch mt {
+		case "text/csv":
+			format = "csv"
+		case "application/x-ndjson", "application/ndjson", "application/json", "text/plain":
+		default:
+			WriteError(w, s.Log, errcode.New(errcode.Invalid, "Content-Type %s: send application/x-ndjson or text/csv", mt))
+			return
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxImportBytes)
+	dec, err := audience.NewDecoder(body, format)
+	if err != nil {
+		var le *audience.LineError
+		if errors.As(err, &le) {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": errcode.Invalid, "message": le.Error(), "lines": []*audience.LineError{le}}})
+			return
+		}
+		WriteError(w, s.Log, errcode.New(errcode.Invalid, "%v", err))
+		return
+	}
+	rep, err := s.Store.ImportProfiles(r.Context(), c.Workspace, dec.Next)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		WriteError(w, s.Log, errcode.New(errcode.TooLarge, "import over %d bytes; split it", MaxImportBytes))
+	case rep.BadLines > 0:
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": errcode.Invalid, "message": errcode.Message(err),
+			"bad_lines": rep.BadLines, "lines": rep.Errors}})
+	case err != nil:
+		WriteError(w, s.Log, err)
+	default:
+		writeJSON(w, http.StatusOK, rep)
+	}
+}
+
+func (s *server) listAudiences(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Store.Audiences(r.Context(), Claims(r).Workspace, r.URL.Query().Get("query"))
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"audiences": list})
+}
+
+func (s *server) getAudience(w http.ResponseWriter, r *http.Request) {
+	atoi := func(k string) (int, error) {
+		v := r.URL.Query().Get(k)
+		if v == "" {
+			return 0, nil
+		}
+		return strconv.Atoi(v)
+	}
+	offset, err1 := atoi("offset")
+	limit, err2 := atoi("limit")
+	if err1 != nil || err2 != nil {
+		WriteError(w, s.Log, errcode.New(errcode.Invalid, "offset and limit must be whole numbers"))
+		return
+	}
+	offset, limit, err := audience.Page(offset, limit)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	d, err := s.Store.Audience(r.Context(), Claims(r).Workspace, chi.URLParam(r, "id"), offset, limit)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": d.ID, "label": d.Label, "dimension": d.Dimension, "kind": d.Kind,
+		"columns": d.Columns, "rows": d.Rows, "count": d.Count, "updated": d.UpdatedAt, "source_campaign": d.SourceCampaign})
+}

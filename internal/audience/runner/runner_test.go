@@ -1,0 +1,121 @@
+package runner_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/collab-dev/collab/internal/audience"
+	"github.com/collab-dev/collab/internal/audience/runner"
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
+)
+
+const profiles = `{"id":"p1","country":"FR","email":"a@x.fr","subscribed":true}
+{"id":"p2","country":"FR","email":"b@x.fr","subscribed":false}
+{"id":"p3","country":"DE","email":"c@x.de","subscribed":true}
+`
+
+const canvasDoc = `{"name":"Orchestrated","canvas":{
+  "activities":{
+    "q":{"type":"build_audience","config":{"rule":{"field":"subscribed","op":"eq","value":true},"columns":["email","country"]}},
+    "save":{"type":"save_audience","config":{"mode":"create_or_update","label":"Subscribers","update_mode":"replace","outbound":true}}},
+  "transitions":[{"from":"q","to":"save"}]}}`
+
+func want(t *testing.T, cl *sessiontest.Client, typ string) map[string]any {
+	t.Helper()
+	for {
+		m := cl.Next()
+		if m["type"] == typ {
+			return m
+		}
+		if m["type"] == "error" {
+			t.Fatalf("want %s, got %v", typ, m)
+		}
+	}
+}
+
+func TestAudienceCommands(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		n := c.Node(session.Config{}, func(n *sessiontest.Node) { runner.New(c.Store, log).Register(n.Hub) })
+		d, _ := audience.NewDecoder(strings.NewReader(profiles), "ndjson")
+		if _, err := c.Store.ImportProfiles(context.Background(), "w1", d.Next); err != nil {
+			t.Fatal(err)
+		}
+		id := c.Campaign("w1", canvasDoc)
+		a, v := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "vic", "w1", auth.Viewer)
+		a.Join(id)
+		v.Join(id)
+		// A run reads the working draft: change the rule without saving.
+		a.Edit(id, 0, `[{"op":"replace","path":"/canvas/activities/q/config/rule/value","value":true}]`)
+		want(t, a, "ack")
+		// A viewer may run; every teammate sees the counts.
+		v.Send(map[string]any{"type": "activity.run", "campaign": id, "activity": "save", "ref": "r"})
+		res := want(t, v, "activity.result")
+		if res["ref"] != "r" || sessiontest.Num(res["count"]) != 2 || sessiontest.JSONOf(res["columns"]) != `["id","email","country"]` ||
+			sessiontest.JSONOf(res["transitions"]) != `[{"count":2,"from":"q","to":"save"}]` {
+			t.Fatalf("result %v", res)
+		}
+		if sample := res["sample"].([]any); len(sample) != 2 || sample[0].(map[string]any)["email"] != "a@x.fr" {
+			t.Fatalf("sample %v", res["sample"])
+		}
+		if pushed := want(t, a, "activity.result"); sessiontest.Num(pushed["count"]) != 2 {
+			t.Fatalf("pushed %v", pushed)
+		}
+		// A viewer may not save; an editor may, and everyone sees it.
+		v.Send(map[string]any{"type": "audience.save", "campaign": id, "activity": "save"})
+		if e := want(t, v, "error"); e["code"] != "forbidden" {
+			t.Fatalf("viewer save %v", e)
+		}
+		a.Send(map[string]any{"type": "audience.save", "campaign": id, "activity": "save", "ref": 1})
+		saved := want(t, a, "audience.saved")
+		if saved["created"] != true || sessiontest.Num(saved["count"]) != 2 || sessiontest.Num(saved["added"]) != 2 || saved["label"] != "Subscribers" {
+			t.Fatalf("saved %v", saved)
+		}
+		want(t, v, "audience.saved")
+		// Listed and browsable, with the columns of its incoming population.
+		v.Send(map[string]any{"type": "audience.list", "query": "subs"})
+		list := want(t, v, "audiences")["audiences"].([]any)
+		if len(list) != 1 || list[0].(map[string]any)["id"] != saved["audience"] {
+			t.Fatalf("list %v", list)
+		}
+		v.Send(map[string]any{"type": "audience.get", "audience": saved["audience"], "offset": 0, "limit": 1})
+		got := want(t, v, "audience")
+		if sessiontest.JSONOf(got["columns"]) != `["id","email","country"]` || len(got["rows"].([]any)) != 1 || sessiontest.Num(got["count"]) != 2 {
+			t.Fatalf("get %v", got)
+		}
+		// Bad requests.
+		for _, tc := range []struct {
+			msg  map[string]any
+			code string
+		}{
+			{map[string]any{"type": "activity.run", "campaign": id, "activity": "nope"}, "bad_request"},
+			{map[string]any{"type": "audience.save", "campaign": id, "activity": "q"}, "bad_request"},
+			{map[string]any{"type": "audience.get", "audience": "a_nope"}, "not_found"},
+			{map[string]any{"type": "audience.get", "audience": saved["audience"], "limit": 5000}, "bad_request"},
+		} {
+			a.Send(tc.msg)
+			if e := want(t, a, "error"); e["code"] != tc.code {
+				t.Fatalf("%v: %v", tc.msg, e)
+			}
+		}
+		// A rule the builder refuses names the offending node.
+		a.Edit(id, 1, `[{"op":"replace","path":"/canvas/activities/q/config/rule","value":{"all":[{"field":"x","op":"bogus","value":1}]}}]`)
+		want(t, a, "ack")
+		a.Send(map[string]any{"type": "activity.run", "campaign": id, "activity": "q"})
+		if e := want(t, a, "error"); e["code"] != "bad_request" || !strings.Contains(e["message"].(string), "rule.all[0].op") {
+			t.Fatalf("bad rule: %v", e)
+		}
+		// Another workspace sees none of it.
+		o := c.Connect(n, "eve", "w2", auth.Admin)
+		o.Send(map[string]any{"type": "audience.get", "audience": saved["audience"]})
+		if e := want(t, o, "error"); e["code"] != "not_found" {
+			t.Fatalf("other workspace: %v", e)
+		}
+	})
+}
