@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/collab-dev/collab/internal/api"
+	"github.com/collab-dev/collab/internal/audience"
 	"github.com/collab-dev/collab/internal/audience/runner"
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/autosave"
@@ -38,6 +39,7 @@ const usage = `collab: real-time collaborative campaign editing.
 Usage:
   collab [serve] [flags]                       run the server (default)
   collab token -user U -workspace W -role R   print a signed token
+  collab seed -workspace W -profiles N         import N realistic demo profiles
   collab help
 
 Run "collab serve -h" for the settings.
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return srv.shutdown(30 * time.Second)
 	case "token":
 		return tokenCmd(args, getenv, stdout, stderr)
+	case "seed":
+		return seedCmd(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -118,17 +122,13 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	}
 
 	// Durable store.
+	s.store, err = openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
 	switch {
 	case cfg.DatabaseURL == "":
-		file := filepath.Join(cfg.DataDir, "collab.db")
-		s.store, err = sqlstore.OpenSQLite(ctx, file)
-		log.Info("durable store: embedded SQLite (single-node default); set COLLAB_DATABASE_URL=postgres://... for PostgreSQL", "file", file)
+		log.Info("durable store: embedded SQLite (single-node default); set COLLAB_DATABASE_URL=postgres://... for PostgreSQL", "file", filepath.Join(cfg.DataDir, "collab.db"))
 	case strings.HasPrefix(cfg.DatabaseURL, "sqlite:"):
-		file := strings.TrimPrefix(strings.TrimPrefix(cfg.DatabaseURL, "sqlite:"), "//")
-		s.store, err = sqlstore.OpenSQLite(ctx, file)
-		log.Info("durable store: SQLite", "file", file)
+		log.Info("durable store: SQLite", "url", cfg.DatabaseURL)
 	default:
-		s.store, err = sqlstore.OpenPostgres(ctx, cfg.DatabaseURL)
 		log.Info("durable store: PostgreSQL")
 	}
 	if err != nil {
@@ -363,4 +363,51 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// seedCmd imports demo profiles into the configured store (the same
+// COLLAB_DATABASE_URL and COLLAB_DATA_DIR as serve).
+func seedCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("collab seed", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ws := fs.String("workspace", "demo", "workspace to fill")
+	n := fs.Int("profiles", 10_000, "how many profiles")
+	seed := fs.Uint64("seed", 1, "random seed: the same seed makes the same profiles")
+	dbURL := fs.String("database-url", getenv("COLLAB_DATABASE_URL"), "as for serve (COLLAB_DATABASE_URL)")
+	dataDir := fs.String("data-dir", or(getenv("COLLAB_DATA_DIR"), "./collab-data"), "as for serve (COLLAB_DATA_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 {
+		return errors.New("seed: -profiles must be at least 1")
+	}
+	st, err := openStore(ctx, *dbURL, *dataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	rep, err := st.ImportProfiles(ctx, *ws, audience.Seed(*n, *seed))
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	d := time.Since(start)
+	fmt.Fprintf(stdout, "imported %d profiles into workspace %s in %v (%.0f/s)\n", rep.Imported, *ws, d.Round(time.Millisecond), float64(rep.Imported)/d.Seconds())
+	return nil
+}
+
+// openStore opens the durable store a database URL names (empty: the
+// embedded SQLite file of the data dir).
+func openStore(ctx context.Context, dbURL, dataDir string) (store.Store, error) {
+	switch {
+	case dbURL == "":
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, err
+		}
+		return sqlstore.OpenSQLite(ctx, filepath.Join(dataDir, "collab.db"))
+	case strings.HasPrefix(dbURL, "sqlite:"):
+		return sqlstore.OpenSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dbURL, "sqlite:"), "//"))
+	default:
+		return sqlstore.OpenPostgres(ctx, dbURL)
+	}
 }

@@ -164,3 +164,15 @@ func TestRunRefusesUnreachableBackends(t *testing.T) {
 		t.Fatalf("want an error naming COLLAB_REDIS_URL, got %v", err)
 	}
 }
+
+func TestSeed(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"seed", "-workspace", "w9", "-profiles", "500", "-data-dir", dir}, func(string) string { return "" }, &out, io.Discard)
+	if err != nil || !strings.Contains(out.String(), "imported 500 profiles into workspace w9") {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if err := run(context.Background(), []string{"seed", "-profiles", "0", "-data-dir", dir}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+		t.Fatal("seeded zero profiles")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/session/sessiontest"
+	"github.com/collab-dev/collab/internal/store/storetest"
 )
 
 const profiles = `{"id":"p1","country":"FR","email":"a@x.fr","subscribed":true}
@@ -44,11 +45,12 @@ func TestAudienceCommands(t *testing.T) {
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 		n := c.Node(session.Config{}, func(n *sessiontest.Node) { runner.New(c.Store, log).Register(n.Hub) })
 		d, _ := audience.NewDecoder(strings.NewReader(profiles), "ndjson")
-		if _, err := c.Store.ImportProfiles(context.Background(), "w1", d.Next); err != nil {
+		ws := storetest.ID("w_") // audiences are found by label within a workspace
+		if _, err := c.Store.ImportProfiles(context.Background(), ws, d.Next); err != nil {
 			t.Fatal(err)
 		}
-		id := c.Campaign("w1", canvasDoc)
-		a, v := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "vic", "w1", auth.Viewer)
+		id := c.Campaign(ws, canvasDoc)
+		a, v := c.Connect(n, "ann", ws, auth.Editor), c.Connect(n, "vic", ws, auth.Viewer)
 		a.Join(id)
 		v.Join(id)
 		// A run reads the working draft: change the rule without saving.
@@ -112,7 +114,7 @@ func TestAudienceCommands(t *testing.T) {
 			t.Fatalf("bad rule: %v", e)
 		}
 		// Another workspace sees none of it.
-		o := c.Connect(n, "eve", "w2", auth.Admin)
+		o := c.Connect(n, "eve", storetest.ID("w_"), auth.Admin)
 		o.Send(map[string]any{"type": "audience.get", "audience": saved["audience"]})
 		if e := want(t, o, "error"); e["code"] != "not_found" {
 			t.Fatalf("other workspace: %v", e)

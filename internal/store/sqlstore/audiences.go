@@ -118,6 +118,8 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 		return res, err
 	}
 
+	// Anti-joins are NOT EXISTS, never NOT IN (subquery): PostgreSQL turns
+	// the latter into a per-row scan once the set outgrows work_mem.
 	// The population, computed once into a temporary table of this
 	// transaction's connection.
 	create := `CREATE TEMP TABLE audience_pop AS SELECT id, data FROM (` + a.Population.SQL + `) pop`
@@ -129,18 +131,21 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 	if _, err := tx.ExecContext(ctx, create, a.Population.Args...); err != nil {
 		return res, err
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE UNIQUE INDEX audience_pop_id ON audience_pop (id)`); err != nil {
+	var popCount int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM audience_pop`).Scan(&popCount); err != nil {
 		return res, err
 	}
 	if s.dialect == postgres {
 		tx.ExecContext(ctx, `ANALYZE audience_pop`)
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM audience_pop WHERE id NOT IN (SELECT profile_id FROM audience_members WHERE audience_id = $1)`, res.Audience).Scan(&res.Added); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM audience_pop p
+		WHERE NOT EXISTS (SELECT 1 FROM audience_members m WHERE m.audience_id = $1 AND m.profile_id = p.id)`, res.Audience).Scan(&res.Added); err != nil {
 		return res, err
 	}
 	cols := a.Population.Columns
 	if a.UpdateMode == "replace" {
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM audience_members WHERE audience_id = $1 AND profile_id NOT IN (SELECT id FROM audience_pop)`, res.Audience).Scan(&res.Removed); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM audience_members m
+			WHERE m.audience_id = $1 AND NOT EXISTS (SELECT 1 FROM audience_pop p WHERE p.id = m.profile_id)`, res.Audience).Scan(&res.Removed); err != nil {
 			return res, err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM audience_members WHERE audience_id = $1`, res.Audience); err != nil {
@@ -158,7 +163,9 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 			return res, err
 		}
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM audience_members WHERE audience_id = $1`, res.Audience).Scan(&res.Count); err != nil {
+	if a.UpdateMode == "replace" {
+		res.Count = popCount
+	} else if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM audience_members WHERE audience_id = $1`, res.Audience).Scan(&res.Count); err != nil {
 		return res, err
 	}
 	if cols == nil {
