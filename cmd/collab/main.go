@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // campaign schedules name IANA time zones; do not depend on the host's
 )
 
 func main() {

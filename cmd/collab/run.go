@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -176,12 +177,18 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
 	s.hub.SetSaver(s.flusher)
 	s.flusher.Register(s.hub, buf, campaign.DefaultLimits)
-	runner.New(s.store, log.With("subsystem", "audience")).Register(s.hub)
+	run := runner.New(s.store, log.With("subsystem", "audience"))
+	run.Register(s.hub)
+	sched := &runner.Scheduler{Runner: run, Store: s.store, Notify: s.hub.Broadcast, Log: log.With("subsystem", "schedule")}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	s.stopRun, s.runDone = stopRun, make(chan struct{})
 	go func() {
 		defer close(s.runDone)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); sched.Run(runCtx) }()
 		s.flusher.Run(runCtx)
+		wg.Wait()
 	}()
 
 	handler := api.New(api.Deps{

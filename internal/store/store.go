@@ -58,6 +58,7 @@ type Store interface {
 	Campaigns
 	Profiles
 	Audiences
+	Schedules
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	Close() error
@@ -137,4 +138,27 @@ type Audiences interface {
 	SaveAudience(ctx context.Context, s AudienceSave) (AudienceSaved, error)
 	Audiences(ctx context.Context, workspace, query string) ([]AudienceSummary, error)
 	Audience(ctx context.Context, workspace, id string, offset, limit int) (*AudienceDetail, error)
+}
+
+// ScheduledRun is a campaign whose canvas is due to run.
+type ScheduledRun struct {
+	Campaign  string
+	Workspace string
+	Spec      string
+	Due       time.Time
+}
+
+// Schedules is where canvas schedules are kept and claimed.
+type Schedules interface {
+	// CampaignsUpdatedSince returns campaigns (with their saved drafts)
+	// saved at or after since.
+	CampaignsUpdatedSince(ctx context.Context, since time.Time) ([]*campaign.Campaign, error)
+	// SetSchedule records a campaign's schedule spec ("" removes it). A spec
+	// equal to the stored one keeps its next run; a new one takes next.
+	SetSchedule(ctx context.Context, workspace, id, spec string, next *time.Time) error
+	// DueSchedules lists the runs due at now.
+	DueSchedules(ctx context.Context, now time.Time) ([]ScheduledRun, error)
+	// ClaimRun moves a due run to its next occurrence (nil: none) if it is
+	// still due: true for the one caller that gets to run it.
+	ClaimRun(ctx context.Context, id string, due time.Time, next *time.Time) (bool, error)
 }
