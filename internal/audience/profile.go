@@ -118,21 +118,28 @@ func NewDecoder(r io.Reader, format string) (*Decoder, error) {
 // can go on after it), or io.EOF.
 func (d *Decoder) Next() (Profile, error) { return d.next() }
 
+// profileFromJSON reads the id and keeps the line itself as the
+// attributes (the id among them is harmless: rules read the id column, and
+// carried columns never include it). Decoding into a struct validates the
+// whole line without building a map of it.
 func profileFromJSON(line []byte, n int) (Profile, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(line, &m); err != nil {
+	if line[0] != '{' {
+		return Profile{}, &LineError{Line: n, Reason: "not a JSON object"}
+	}
+	var head struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal(line, &head); err != nil {
 		return Profile{}, &LineError{Line: n, Reason: "not a JSON object: " + err.Error()}
 	}
 	var id string
-	if err := json.Unmarshal(m["id"], &id); err != nil {
+	if err := json.Unmarshal(head.ID, &id); err != nil {
 		return Profile{}, &LineError{Line: n, Reason: `"id" must be a string`}
 	}
 	if err := checkID(id); err != nil {
 		return Profile{}, &LineError{Line: n, Reason: err.Error()}
 	}
-	delete(m, "id")
-	raw, _ := json.Marshal(m)
-	return Profile{ID: id, Attrs: raw}, nil
+	return Profile{ID: id, Attrs: append([]byte(nil), line...)}, nil
 }
 
 func checkID(id string) error {

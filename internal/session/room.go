@@ -159,11 +159,7 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	if err := h.bus.Subscribe(ctx, r.channel, r.onMessage); err != nil {
 		return err
 	}
-	head, err := h.drafts.Open(ctx, r.ws, r.id, c.Rev, string(c.Status))
-	if err != nil {
-		return err
-	}
-	doc, rev, err := r.build(ctx, c)
+	head, doc, rev, err := r.open(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -189,6 +185,17 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	r.stop = cancel
 	go r.run(runCtx)
 	return nil
+}
+
+// open makes sure the campaign's Redis buffer exists (a new epoch when it
+// was lost) and rebuilds the working draft from c and the log.
+func (r *room) open(ctx context.Context, c *campaign.Campaign) (draft.Head, campaign.Document, int64, error) {
+	head, err := r.hub.drafts.Open(ctx, r.ws, r.id, c.Rev, string(c.Status))
+	if err != nil {
+		return draft.Head{}, nil, 0, err
+	}
+	doc, rev, err := r.build(ctx, c)
+	return head, doc, rev, err
 }
 
 // build returns the working draft, starting from c (already read) and
@@ -448,11 +455,7 @@ func (r *room) reloadLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	head, err := h.drafts.Open(ctx, r.ws, r.id, c.Rev, string(c.Status))
-	if err != nil {
-		return err
-	}
-	doc, rev, err := r.build(ctx, c)
+	head, doc, rev, err := r.open(ctx, c)
 	if err != nil {
 		return err
 	}
