@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/collab-dev/collab/internal/campaign"
@@ -231,7 +232,8 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 	if id != "" {
 		idJSON, _ = json.Marshal(id)
 	}
-	prefix, suffix := draft.UpdateFrame(r.id, opsJSON, byJSON, idJSON, time.Now())
+	sentAt := time.Now()
+	prefix, suffix := draft.UpdateFrame(r.id, opsJSON, byJSON, idJSON, sentAt)
 	res, err := r.hub.drafts.Apply(ctx, draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
 		Session: s.id, User: c.User, ID: id, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes})
 	if err != nil {
@@ -241,7 +243,11 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 	case draft.Accepted, draft.Duplicate:
 		if res.Outcome == draft.Accepted {
 			metrics.Edits.Inc()
-			r.deliver([]byte(prefix + itoa(res.Rev) + suffix))
+			// This node holds the batch parsed already: no need to decode
+			// the message it just framed.
+			u := &draft.Update{Rev: res.Rev, Ops: ops, At: sentAt.UnixMilli()}
+			u.By.User, u.By.Session = c.User, s.id
+			r.deliver([]byte(prefix+strconv.FormatInt(res.Rev, 10)+suffix), u)
 		} else if err := r.fill(ctx, res.Rev); err != nil {
 			return false, err
 		}
@@ -323,5 +329,3 @@ func (r *room) revNow() int64 {
 	defer r.mu.Unlock()
 	return r.rev
 }
-
-func itoa(n int64) string { return formatInt(n) }

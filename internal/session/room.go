@@ -61,7 +61,7 @@ type room struct {
 	version int64
 	broken  bool // the doc could not apply a committed entry: reload
 	members map[*Session]*member
-	pending map[int64][]byte // updates that arrived ahead of a gap
+	pending map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
 	waiters []waiter
 	editors []draft.Presence
 
@@ -72,7 +72,8 @@ type room struct {
 	done     chan struct{}
 }
 
-var campaignIDOK = func(id string) bool {
+// campaignIDOK checks a campaign id's shape before it reaches any store.
+func campaignIDOK(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
 	}
@@ -116,7 +117,7 @@ func (h *Hub) acquire(ctx context.Context, c *campaign.Campaign) (*room, error) 
 		}
 		r = &room{hub: h, id: c.ID, ws: c.Workspace, channel: h.drafts.Channel(c.ID), refs: 1,
 			ready: make(chan struct{}), closed: make(chan struct{}), members: map[*Session]*member{},
-			pending: map[int64][]byte{}, kick: make(chan struct{}, 1), presence: make(chan struct{}, 1),
+			pending: map[int64]committed{}, kick: make(chan struct{}, 1), presence: make(chan struct{}, 1),
 			done: make(chan struct{})}
 		h.rooms[c.ID] = r
 		h.wg.Add(1)
@@ -263,7 +264,7 @@ func (r *room) poke() {
 
 func (r *room) handleLocked(msg []byte) {
 	if bytes.HasPrefix(msg, updatePrefix) {
-		r.deliverLocked(msg)
+		r.deliverLocked(committed{msg: msg})
 		return
 	}
 	// Any other event (status, saved, activity results...) goes to every
@@ -307,32 +308,49 @@ func (r *room) handleLocked(msg []byte) {
 	}
 }
 
-// deliver takes a committed update from any source (the edit script's reply,
-// pub/sub, a log read) and applies it in rev order.
-func (r *room) deliver(msg []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.deliverLocked(msg)
+// committed is an accepted batch on its way into the room: the update
+// message as sessions receive it and, when the node that accepted it is
+// this one, its already parsed form (nil otherwise: decoded on apply).
+type committed struct {
+	msg []byte
+	u   *draft.Update
 }
 
-func (r *room) deliverLocked(msg []byte) {
-	rev := peekRev(msg)
+// maxPending bounds the updates held ahead of a gap. Past it the gap is
+// not closing (the log cannot be read): drop them and rebuild the room.
+const maxPending = 10_000
+
+// deliver takes a committed update from any source (the edit script's reply,
+// pub/sub, a log read) and applies it in rev order. u may be nil.
+func (r *room) deliver(msg []byte, u *draft.Update) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deliverLocked(committed{msg: msg, u: u})
+}
+
+func (r *room) deliverLocked(c committed) {
+	rev := peekRev(c.msg)
 	if rev <= r.rev {
 		return // already applied
 	}
 	if rev > r.rev+1 {
-		r.pending[rev] = msg
+		if len(r.pending) >= maxPending {
+			clear(r.pending)
+			r.broken = true
+		} else {
+			r.pending[rev] = c
+		}
 		r.poke()
 		return
 	}
 	for {
-		r.applyLocked(msg)
+		r.applyLocked(c, r.rev+1)
 		next, ok := r.pending[r.rev+1]
 		if !ok {
 			break
 		}
 		delete(r.pending, r.rev+1)
-		msg = next
+		c = next
 	}
 	for rev := range r.pending {
 		if rev <= r.rev {
@@ -342,8 +360,11 @@ func (r *room) deliverLocked(msg []byte) {
 	r.runWaitersLocked()
 }
 
-func (r *room) applyLocked(msg []byte) {
-	u, err := draft.DecodeUpdate(msg)
+func (r *room) applyLocked(c committed, rev int64) {
+	u, err := c.u, error(nil)
+	if u == nil {
+		u, err = draft.DecodeUpdate(c.msg)
+	}
 	if err == nil {
 		var ch *campaign.Change
 		ch, err = r.doc.Apply(u.Ops)
@@ -354,21 +375,21 @@ func (r *room) applyLocked(msg []byte) {
 	if err != nil {
 		// Every committed batch was validated against a draft the overlap
 		// rule protects, so this means the copies diverged: rebuild.
-		r.hub.log.Error("committed update does not apply; reloading the draft", "campaign", r.id, "rev", peekRev(msg), "err", err)
+		r.hub.log.Error("committed update does not apply; reloading the draft", "campaign", r.id, "rev", rev, "err", err)
 		r.broken = true
 		r.poke()
 	}
-	r.rev = peekRev(msg)
-	if u != nil && u.At > 0 {
-		metrics.FanoutLag.Observe(time.Since(time.UnixMilli(u.At)).Seconds())
-	}
+	r.rev = rev
 	author := ""
 	if u != nil {
 		author = u.By.Session
+		if u.At > 0 {
+			metrics.FanoutLag.Observe(time.Since(time.UnixMilli(u.At)).Seconds())
+		}
 	}
 	for s, m := range r.members {
 		if s.id != author {
-			m.s.Send(msg)
+			m.s.Send(c.msg)
 		}
 	}
 }
@@ -435,7 +456,7 @@ func (r *room) fill(ctx context.Context, upto int64) error {
 		return r.reloadLocked(ctx)
 	}
 	for _, e := range entries {
-		r.deliver(e.Msg)
+		r.deliver(e.Msg, nil)
 	}
 	return nil
 }

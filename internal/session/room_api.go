@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/collab-dev/collab/internal/campaign"
 )
@@ -46,5 +45,3 @@ func (r *Room) SetEditing(ctx context.Context, path string) error {
 	r.m.editing = path
 	return r.m.s.hub.drafts.SetPresence(ctx, r.m.room.id, r.m.presence())
 }
-
-func formatInt(n int64) string { return strconv.FormatInt(n, 10) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -116,9 +117,7 @@ func shiftArgs(sql string, n int) string {
 	return sql
 }
 
-func itoa(i int) string { return json.Number(jsonInt(i)).String() }
-
-func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
+func itoa(i int) string { return strconv.Itoa(i) }
 
 func replaceWord(s, old, new string) string {
 	out := []byte{}

@@ -184,10 +184,10 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 		string(colsJSON), res.Count, a.SourceCampaign, now, res.Audience); err != nil {
 		return res, err
 	}
-	if s.dialect == postgres {
-		// ON COMMIT DROP handles it
-	} else if _, err := tx.ExecContext(ctx, `DROP TABLE temp.audience_pop`); err != nil {
-		return res, err
+	if s.dialect == sqlite { // PostgreSQL drops it on commit
+		if _, err := tx.ExecContext(ctx, `DROP TABLE temp.audience_pop`); err != nil {
+			return res, err
+		}
 	}
 	return res, tx.Commit()
 }
