@@ -191,8 +191,13 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		wg.Wait()
 	}()
 
+	devWorkspace := ""
+	if len(cfg.JWTSecret) == 0 {
+		devWorkspace = "demo"
+	}
 	handler := api.New(api.Deps{
-		Store: s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
+		DevWorkspace: devWorkspace,
+		Store:        s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
 		Restorer: &autosave.Restorer{Drafts: buf, Store: s.store},
 		Limits:   campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{

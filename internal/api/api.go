@@ -48,6 +48,9 @@ type Deps struct {
 	Ready    []Checker
 	Limits   campaign.Limits
 	Log      *slog.Logger
+	// DevWorkspace, when set, mounts POST /v1/dev/login, which signs a
+	// token into this workspace for any name. Only for the development secret.
+	DevWorkspace string
 	// Extra mounts more routes (autosave and audience endpoints).
 	Extra func(r Router)
 }

@@ -33,6 +33,9 @@ func New(d Deps) http.Handler {
 	if d.Sessions != nil {
 		r.Handle("/v1/ws", d.Sessions)
 	}
+	if d.DevWorkspace != "" {
+		r.Post("/v1/dev/login", s.devLogin)
+	}
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
 		r.Post("/v1/campaigns", s.createCampaign)

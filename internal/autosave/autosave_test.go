@@ -99,7 +99,9 @@ func TestTimerFlush(t *testing.T) {
 		n, _ := node(c, autosave.Options{Interval: interval}, nil)
 		id := c.Campaign("w1", doc)
 		a, b := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "bob", "w1", auth.Viewer)
-		a.Join(id)
+		if snap := a.Join(id); sessiontest.Num(snap["saved_rev"]) != 0 {
+			t.Fatalf("fresh snapshot saved_rev %v", snap["saved_rev"])
+		}
 		b.Join(id)
 		start := time.Now()
 		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"Summer"}]`)
@@ -114,6 +116,11 @@ func TestTimerFlush(t *testing.T) {
 			t.Fatalf("store %+v saved %v", cp, s)
 		}
 		t.Logf("edit durable after %v (interval %v)", took, interval)
+		// A session joining now learns that everything it sees is saved.
+		late := c.Connect(n, "cid", "w1", auth.Viewer)
+		if snap := late.Join(id); sessiontest.Num(snap["saved_rev"]) != 1 || sessiontest.Num(snap["rev"]) != 1 {
+			t.Fatalf("snapshot after the flush: rev %v saved_rev %v", snap["rev"], snap["saved_rev"])
+		}
 		// Nothing dirty: no further version.
 		time.Sleep(2 * interval)
 		if cp := saved(t, c, id); cp.Version != 2 {

@@ -13,6 +13,7 @@ type Presence struct {
 	Session string `json:"session"`
 	Tab     string `json:"tab"`
 	Editing string `json:"editing"` // path open in a full-screen editor, or ""
+	Field   string `json:"field"`   // path of the form field the user is in, or ""
 }
 
 func (b *Buffer) presence(ctx context.Context, campaign, op string, args ...any) ([]any, error) {

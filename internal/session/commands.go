@@ -155,6 +155,31 @@ func (s *Session) tab(req *Request) error {
 	return nil
 }
 
+// focus shows in the session's presence which field its user is in. It
+// changes nothing else, so viewers may send it too.
+func (s *Session) focus(req *Request) error {
+	m, err := s.member(req)
+	if err != nil {
+		return err
+	}
+	if req.Path != "" {
+		if _, err := campaign.ParsePointer(req.Path); err != nil {
+			return errcode.New(errcode.Invalid, "focus path: %v", err)
+		}
+	}
+	if len(req.Path) > 256 {
+		return errcode.New(errcode.Invalid, "focus path too long")
+	}
+	if m.field != req.Path {
+		m.field = req.Path
+		if err := s.hub.drafts.SetPresence(s.ctx, m.room.id, m.presence()); err != nil {
+			return err
+		}
+	}
+	s.Reply(req, "ok", Msg{"campaign": req.Campaign})
+	return nil
+}
+
 func (s *Session) edit(req *Request) error {
 	m, err := s.member(req)
 	if err != nil {

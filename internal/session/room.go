@@ -21,12 +21,13 @@ type member struct {
 	room    *room
 	tab     string
 	editing string
+	field   string
 	lastAck int64 // the newest rev acknowledged to this session
 }
 
 func (m *member) presence() draft.Presence {
 	c := m.s.Claims()
-	return draft.Presence{User: c.User, Name: c.Name, Session: m.s.id, Tab: m.tab, Editing: m.editing}
+	return draft.Presence{User: c.User, Name: c.Name, Session: m.s.id, Tab: m.tab, Editing: m.editing, Field: m.field}
 }
 
 // waiter runs once the room has delivered rev (ok) or lost its history (not ok).
@@ -59,6 +60,7 @@ type room struct {
 	epoch   string
 	status  campaign.Status
 	version int64
+	saved   int64 // the rev the durable store holds (snapshot saved_rev)
 	broken  bool // the doc could not apply a committed entry: reload
 	members map[*Session]*member
 	pending map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
@@ -170,6 +172,7 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	}
 	r.mu.Lock()
 	r.doc, r.rev, r.epoch, r.status, r.version = doc, rev, head.Epoch, campaign.Status(head.Status), c.Version
+	r.saved = max(c.Rev, head.Flushed)
 	r.size = len(c.Draft) // refined by each edit's delta
 	if b, err := doc.Marshal(); err == nil {
 		r.size = len(b)
@@ -284,6 +287,9 @@ func (r *room) handleLocked(msg []byte) {
 	case "saved", "published":
 		if ev.Version > r.version {
 			r.version = ev.Version
+		}
+		if ev.Type == "saved" && ev.Rev > r.saved {
+			r.saved = ev.Rev
 		}
 	case "refresh":
 		// A restored version: the restoring edit came first on this channel;
@@ -484,6 +490,7 @@ func (r *room) reloadLocked(ctx context.Context) error {
 	defer r.mu.Unlock()
 	lostHistory := head.Epoch != r.epoch
 	r.doc, r.rev, r.epoch, r.status, r.version, r.broken = doc, rev, head.Epoch, campaign.Status(head.Status), c.Version, false
+	r.saved = max(c.Rev, head.Flushed)
 	if b, err := doc.Marshal(); err == nil {
 		r.size = len(b)
 	}
@@ -515,7 +522,7 @@ func (r *room) snapshotLocked(ref json.RawMessage) []byte {
 		doc = []byte("{}")
 	}
 	return encode("snapshot", ref, Msg{"campaign": r.id, "status": r.status, "rev": r.rev, "epoch": r.epoch,
-		"doc": json.RawMessage(doc), "version": r.version, "editors": r.editorsLocked()})
+		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "editors": r.editorsLocked()})
 }
 
 func (r *room) editorsLocked() []draft.Presence {

@@ -195,7 +195,7 @@ func (s *Session) reader() {
 	}
 }
 
-var knownTypes = map[string]bool{"hello": true, "join": true, "leave": true, "edit": true, "tab": true}
+var knownTypes = map[string]bool{"hello": true, "join": true, "leave": true, "edit": true, "tab": true, "focus": true}
 
 // metricType labels a message by its type when the hub serves that type,
 // so clients cannot grow the label set with made-up types.
@@ -222,6 +222,8 @@ func (s *Session) dispatch(req *Request) error {
 		return s.edit(req)
 	case "tab":
 		return s.tab(req)
+	case "focus":
+		return s.focus(req)
 	}
 	if fn, ok := s.hub.handlers[req.Type]; ok {
 		return fn(s.ctx, s, req)

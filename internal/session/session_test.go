@@ -286,6 +286,21 @@ func TestPresenceAcrossNodesAndExpiry(t *testing.T) {
 			t.Fatalf("tab reply %v", ok)
 		}
 		a.ExpectPresence(has("ann:", "bob:message"))
+		// focus names the field bob is in, without a save.
+		b.Send(map[string]any{"type": "focus", "campaign": id, "path": "/name", "ref": 2})
+		b.Expect("ok")
+		a.ExpectPresence(func(eds []any) bool {
+			for _, e := range eds {
+				if e := e.(map[string]any); e["user"] == "bob" && e["field"] == "/name" && e["tab"] == "message" {
+					return true
+				}
+			}
+			return false
+		})
+		b.Send(map[string]any{"type": "focus", "campaign": id, "path": "name", "ref": 3})
+		if e := b.Expect("error"); e["code"] != "bad_request" || sessiontest.Num(e["ref"]) != 3 {
+			t.Fatalf("bad focus path: %v", e)
+		}
 		// Entries outlive no heartbeat: the live ones are kept alive by their
 		// rooms across several TTLs...
 		time.Sleep(1500 * time.Millisecond)
