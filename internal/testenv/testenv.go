@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -46,6 +47,29 @@ func lookup(tb testing.TB, backend, envVar, example string) string {
 	}
 	msg := "real " + backend + " suite not run: set " + envVar + "=" + example + " to run it (bash .ci/run installs and starts one)"
 	if Required(backend) {
+		tb.Fatal(msg + "; " + RequireVar + " requires it")
+	}
+	tb.Skip(msg)
+	return ""
+}
+
+// ChromiumVar holds the path of a Chromium binary for the browser tests.
+const ChromiumVar = "COLLAB_TEST_CHROMIUM"
+
+// Chromium returns a headless-capable Chromium (COLLAB_TEST_CHROMIUM, else
+// chromium or google-chrome on the PATH), or skips (fails when required).
+func Chromium(tb testing.TB) string {
+	tb.Helper()
+	if v := os.Getenv(ChromiumVar); v != "" {
+		return v
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "browser suite not run: install Chromium (apt-get install chromium) or set " + ChromiumVar + "=/path/to/chromium"
+	if Required("chromium") {
 		tb.Fatal(msg + "; " + RequireVar + " requires it")
 	}
 	tb.Skip(msg)

@@ -1,0 +1,569 @@
+package main
+
+// End-to-end tests of the browser editor: the real binary's wiring (embedded
+// Redis-compatible server and SQLite, as `go run ./cmd/collab` runs), the
+// real editor in web/, and headless Chromium driven over the DevTools
+// protocol. Every user is an independent browser context (own storage, own
+// WebSocket). On failure each page's screenshot is saved; every main screen
+// is also saved as it is reached, for reviewers.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/testenv"
+)
+
+// screenDir is where screenshots go: COLLAB_E2E_SCREENSHOTS, or a fixed
+// directory under the system temp dir.
+func screenDir(t *testing.T) string {
+	dir := os.Getenv("COLLAB_E2E_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "collab-e2e")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type e2e struct {
+	t       *testing.T
+	dir     string // data dir, kept across restarts
+	addr    string
+	srv     *server
+	browser context.Context
+	logs    *syncBuffer
+	pages   []*page
+}
+
+func newE2E(t *testing.T) *e2e {
+	chromium := testenv.Chromium(t)
+	e := &e2e{t: t, dir: t.TempDir(), addr: freeAddr(t), logs: &syncBuffer{}}
+	e.startServer()
+	t.Cleanup(func() {
+		if e.srv != nil {
+			e.srv.shutdown(10 * time.Second)
+		}
+	})
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless, chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-features", "Translate,MediaRouter,OptimizationHints"),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	if err := chromedp.Do(browser); err != nil {
+		cancelBrowser()
+		cancelAlloc()
+		t.Fatalf("start chromium %s: %v", chromium, err)
+	}
+	e.browser = browser
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range e.pages {
+				p.shot("failure-" + p.name)
+			}
+			t.Logf("server log:\n%s", tail(e.logs.String(), 4000))
+		}
+		for _, p := range e.pages {
+			p.cancel()
+		}
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return e
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (e *e2e) startServer() {
+	e.t.Helper()
+	cfg := &config{Addr: e.addr, DataDir: e.dir, FlushInterval: time.Second, RedisPrefix: "collab", LogLevel: "info", LogFormat: "json"}
+	var err error
+	for i := 0; i < 50; i++ { // the old listener's port may take a moment to free
+		if e.srv, err = start(context.Background(), cfg, newLogger(cfg, e.logs)); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("start server: %v", err)
+}
+
+func (e *e2e) stopServer() {
+	if err := e.srv.shutdown(10 * time.Second); err != nil {
+		e.t.Fatalf("shutdown: %v", err)
+	}
+	e.srv = nil
+}
+
+// api calls the HTTP API as the demo workspace's admin.
+func (e *e2e) api(method, path, contentType, body string) map[string]any {
+	e.t.Helper()
+	tok, _ := e.srv.signer.Sign(auth.Claims{User: "e2e", Name: "E2E", Workspace: "demo", Role: auth.Admin}, time.Hour)
+	req, _ := http.NewRequest(method, "http://"+e.addr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	if resp.StatusCode >= 300 {
+		e.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	return m
+}
+
+// draftField reads a field of the campaign's saved draft: the durable store.
+func (e *e2e) draftField(id string, keys ...string) any {
+	var v any = e.api("GET", "/v1/campaigns/"+id, "", "")["draft"]
+	for _, k := range keys {
+		m, _ := v.(map[string]any)
+		v = m[k]
+	}
+	return v
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func (e *e2e) eventually(what string, timeout time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// page is one user's browser context.
+type page struct {
+	e      *e2e
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	base   string
+}
+
+// open starts a fresh browser context for name, on base (the server, or a
+// proxy in front of it), and signs in through the development login form.
+func (e *e2e) open(name, base string) *page {
+	e.t.Helper()
+	p := &page{e: e, name: strings.ToLower(name), base: base}
+	// The page's own errors go to the test log: a failing test says why.
+	listen := chromedp.WithListener(func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			desc := d.Text
+			if d.Exception != nil {
+				desc += " " + d.Exception.Description
+			}
+			e.t.Logf("%s: page exception at %s:%d: %s", p.name, d.URL, d.LineNumber+1, desc)
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+				var parts []string
+				for _, a := range ev.Args {
+					parts = append(parts, string(a.Value)+a.Description)
+				}
+				e.t.Logf("%s: console %s: %s", p.name, ev.Type, strings.Join(parts, " "))
+			}
+		}
+	})
+	p.ctx, p.cancel = chromedp.NewContext(e.browser, chromedp.WithNewBrowserContext(), listen)
+	// The first Run creates the tab and ties its life to the context it
+	// gets: give it the page's own, not a per-action timeout.
+	if err := chromedp.Do(p.ctx); err != nil {
+		e.t.Fatalf("open a browser context for %s: %v", name, err)
+	}
+	e.pages = append(e.pages, p)
+	p.do(chromedp.Navigate(base + "/"))
+	p.waitJS("login form", `!!document.querySelector("#login-name")`)
+	p.do(chromedp.SendKeys("#login-name", name), chromedp.Click("form.login button[type=submit]"))
+	p.waitJS("campaign list", `!!document.querySelector("#campaigns")`)
+	return p
+}
+
+func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
+	p.e.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.e.t.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+func (p *page) js(expr string) any {
+	p.e.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+	if err != nil {
+		p.e.t.Fatalf("%s: %s: %v", p.name, expr, err)
+	}
+	return v
+}
+
+func (p *page) str(expr string) string {
+	s, _ := p.js(expr).(string)
+	return s
+}
+
+// waitJS waits until expr is truthy in the page.
+func (p *page) waitJS(what, expr string) {
+	p.e.t.Helper()
+	p.e.eventually(p.name+": "+what, 15*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		defer cancel()
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+expr+")"))
+		return err == nil && ok
+	})
+}
+
+// text returns the text of the first element matching sel, or "".
+func (p *page) text(sel string) string {
+	return p.str(fmt.Sprintf(`(document.querySelector(%q)||{}).textContent||""`, sel))
+}
+
+func (p *page) waitText(sel, substr string) {
+	p.e.t.Helper()
+	p.waitJS(fmt.Sprintf("%s to contain %q (has %q)", sel, substr, "…"),
+		fmt.Sprintf(`((document.querySelector(%q)||{}).textContent||"").includes(%q)`, sel, substr))
+}
+
+func (p *page) value(sel string) string {
+	return p.str(fmt.Sprintf(`(document.querySelector(%q)||{}).value||""`, sel))
+}
+
+// typeInto replaces a field's content by typing, as a user would.
+func (p *page) typeInto(sel, text string) {
+	p.e.t.Helper()
+	p.waitJS(sel, fmt.Sprintf(`document.querySelector(%q)`, sel))
+	p.js(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.focus(); el.select && el.select(); })()`, sel))
+	p.do(chromedp.SendKeys(sel, text))
+}
+
+// choose sets a select's or an input's value and fires change, as picking
+// from a list does.
+func (p *page) choose(sel, value string) {
+	p.e.t.Helper()
+	p.waitJS(sel, fmt.Sprintf(`document.querySelector(%q)`, sel))
+	p.js(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.focus(); el.value = %q;
+		el.dispatchEvent(new Event("input", {bubbles: true})); el.dispatchEvent(new Event("change", {bubbles: true})); })()`, sel, value))
+}
+
+func (p *page) click(sel string) {
+	p.e.t.Helper()
+	p.waitJS(sel+" enabled", fmt.Sprintf(`(el => el && !el.disabled)(document.querySelector(%q))`, sel))
+	p.do(chromedp.Click(sel))
+}
+
+func (p *page) goTo(hash string) {
+	p.e.t.Helper()
+	p.do(chromedp.Navigate(p.base + "/" + hash))
+}
+
+var shotMu sync.Mutex
+
+// shot saves a full-page screenshot and returns its path.
+func (p *page) shot(name string) string {
+	shotMu.Lock()
+	defer shotMu.Unlock()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		p.e.t.Logf("screenshot %s: %v", name, err)
+		return ""
+	}
+	path := filepath.Join(screenDir(p.e.t), name+".jpg")
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		p.e.t.Logf("screenshot %s: %v", name, err)
+		return ""
+	}
+	p.e.t.Logf("screenshot: %s", path)
+	return path
+}
+
+// createCampaign makes a campaign through the list page and returns its id.
+func (p *page) createCampaign(name string) string {
+	p.e.t.Helper()
+	p.goTo("#/")
+	p.waitJS("campaign list", `document.querySelector("#create-campaign input")`)
+	p.typeInto("#create-campaign input", name)
+	p.click("#create-campaign button[type=submit]")
+	p.waitJS("editor", `location.hash.startsWith("#/c/")`)
+	id := strings.Split(strings.TrimPrefix(p.str("location.hash"), "#/c/"), "/")[0]
+	p.waitIndicator("All changes saved")
+	return id
+}
+
+func (p *page) openCampaign(id, tab string) {
+	p.e.t.Helper()
+	p.goTo("#/c/" + id + "/" + tab)
+	p.waitIndicator("All changes saved")
+}
+
+func (p *page) waitIndicator(substr string) {
+	p.e.t.Helper()
+	p.waitText("#save-state", substr)
+}
+
+// proxy is a TCP relay whose server-to-browser direction can be held, as a
+// slow network would: what the server sends waits until release.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cond   *sync.Cond
+	held   bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	p.cond = sync.NewCond(&p.mu)
+	t.Cleanup(func() { ln.Close(); p.release() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.relay(c)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) url() string { return "http://" + p.ln.Addr().String() }
+
+func (p *proxy) hold() { p.mu.Lock(); p.held = true; p.mu.Unlock() }
+
+func (p *proxy) release() { p.mu.Lock(); p.held = false; p.cond.Broadcast(); p.mu.Unlock() }
+
+func (p *proxy) relay(client net.Conn) {
+	defer client.Close()
+	srv, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer srv.Close()
+	go func() { io.Copy(srv, client); srv.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := srv.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.held {
+				p.cond.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := client.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestBrowserEditor: two teammates, each in their own browser context, on
+// one campaign.
+func TestBrowserEditor(t *testing.T) {
+	e := newE2E(t)
+	px := newProxy(t, e.addr) // Bob's network: it can be held
+	ann := e.open("Ann", "http://"+e.addr)
+	bob := e.open("Bob", px.url())
+	ann.shot("screen-campaign-list")
+
+	id := ann.createCampaign("Spring sale")
+	bob.openCampaign(id, "details")
+
+	e.run("live edit, presence, autosave", func(t *testing.T) {
+		ann.typeInto("#f-description", "Twenty percent off everything")
+		bob.waitJS("Ann's text in Bob's browser", `document.querySelector("#f-description").value === "Twenty percent off everything"`)
+		// Presence: Bob moves to the Message tab, Ann sees it.
+		bob.click("#tab-message")
+		ann.waitJS("Bob on the Message tab", `document.querySelector('#presence [data-user="bob"][data-tab="message"]')`)
+		ann.waitText("#presence", "Bob · Message")
+		// The field Ann is in shows in Bob's presence list.
+		ann.js(`document.querySelector("#f-goal").focus()`)
+		bob.waitJS("Ann in the goal field", `document.querySelector('#presence [data-user="ann"][data-field="/goal"]')`)
+		ann.waitIndicator("All changes saved at")
+		if got := e.draftField(id, "description"); got != "Twenty percent off everything" {
+			t.Fatalf("store holds description %v", got)
+		}
+		ann.shot("screen-editor-details")
+		bob.click("#tab-details")
+	})
+
+	e.run("first writer wins, the other sees the conflict banner", func(t *testing.T) {
+		px.hold() // Bob hears nothing from now on: he edits an old version
+		before := conflicts()
+		ann.typeInto("#f-name", "Alpha launch")
+		ann.waitIndicator("All changes saved at")
+		bob.typeInto("#f-name", "Bravo launch")
+		e.eventually("the server to refuse Bob's edit", 10*time.Second, func() bool { return conflicts() > before })
+		px.release()
+		bob.waitJS("conflict banner", `!document.querySelector("#conflict").hidden`)
+		bob.waitText("#conflict", "Ann")
+		bob.waitText("#conflict", "Campaign name")
+		bob.waitText("#conflict", "Alpha launch")
+		bob.waitJS("winner's value in the field", `document.querySelector("#f-name").value === "Alpha launch"`)
+		bob.shot("screen-conflict-banner")
+		bob.waitIndicator("All changes saved")
+		if got := e.draftField(id, "name"); got != "Alpha launch" {
+			t.Fatalf("store holds name %v, want the first writer's", got)
+		}
+	})
+
+	e.run("full-screen editor is staged until Done", func(t *testing.T) {
+		ann.click("#tab-message")
+		ann.click("#open-email")
+		ann.waitJS("editor", `document.querySelector("#message-editor")`)
+		ann.waitJS("focus in the editor", `document.querySelector("#message-editor").contains(document.activeElement)`)
+		ann.typeInto("#ed-subject", "Spring is here")
+		ann.typeInto("#ed-html", "<h1>Hello spring</h1>")
+		ann.waitJS("preview", `document.querySelector("#message-editor iframe").srcdoc.includes("Hello spring")`)
+		ann.shot("screen-message-editor")
+		// Staged, not saved: wait past the stage debounce and two autosave intervals.
+		time.Sleep(2500 * time.Millisecond)
+		if got := e.draftField(id, "messages", "email", "subject"); got != "" {
+			t.Fatalf("staged subject reached the store before Done: %v", got)
+		}
+		bob.click("#tab-message")
+		if got := bob.text("#email-subject"); strings.Contains(got, "Spring is here") {
+			t.Fatalf("staged subject shown to a teammate: %q", got)
+		}
+		// A reload offers the staged content back.
+		ann.do(chromedp.Reload())
+		ann.waitIndicator("All changes saved")
+		ann.click("#open-email")
+		ann.waitJS("staged content offered back", `document.querySelector("#ed-subject").value === "Spring is here"`)
+		ann.waitJS("notice", `!document.querySelector("#editor-notice").hidden`)
+		ann.click("#editor-done")
+		ann.waitJS("editor closed", `!document.querySelector("#message-editor")`)
+		ann.waitJS("focus back on the button", `document.activeElement && document.activeElement.id === "open-email"`)
+		e.eventually("subject in the store after Done", 5*time.Second, func() bool {
+			return e.draftField(id, "messages", "email", "subject") == "Spring is here"
+		})
+		bob.waitText("#email-subject", "Spring is here")
+	})
+
+	e.run("save audience from the canvas", func(t *testing.T) {
+		var ndjson strings.Builder
+		for i := 0; i < 40; i++ {
+			country := []string{"FR", "DE"}[i%2]
+			fmt.Fprintf(&ndjson, `{"id":"p%03d","country":%q,"email":"p%03d@example.com","age":%d}`+"\n", i, country, i, 20+i)
+		}
+		e.api("POST", "/v1/profiles", "application/x-ndjson", ndjson.String())
+
+		ann.click("#tab-canvas")
+		bob.click("#tab-canvas")
+		ann.choose("#new-activity-type", "build_audience")
+		ann.click("#add-activity")
+		ann.waitJS("build activity", `document.querySelector(".activity.type-build_audience")`)
+		build := strings.TrimPrefix(ann.str(`document.querySelector(".activity.type-build_audience").id`), "activity-")
+		ann.choose(`[data-key="`+build+`.columns"]`, "email, country")
+		ann.choose("#new-activity-type", "save_audience")
+		ann.click("#add-activity")
+		ann.waitJS("save activity", `document.querySelector(".activity.type-save_audience")`)
+		save := strings.TrimPrefix(ann.str(`document.querySelector(".activity.type-save_audience").id`), "activity-")
+		ann.typeInto("#"+save+"-label", "French shoppers")
+		ann.choose("#connect-from", build)
+		ann.choose("#connect-to", save)
+		ann.click("#connect")
+		ann.waitJS("transition", `document.querySelector('#transitions [data-to="`+save+`"]')`)
+		bob.waitJS("Bob sees the canvas", `document.querySelector("#activity-`+save+`")`)
+		ann.click("#run-" + build)
+		ann.waitText("#activity-"+build+" .count", "20")
+		bob.waitText("#activity-"+build+" .count", "20")
+		ann.click("#run-" + save)
+		ann.waitText("#saved-"+save, "Created")
+		ann.waitText("#saved-"+save, "20")
+		bob.waitText("#saved-"+save, "French shoppers")
+		bob.waitText("#saved-"+save, "20")
+		ann.waitText("#transitions", "20")
+		ann.shot("screen-audience-canvas")
+
+		ann.goTo("#/audiences")
+		ann.waitText("#audiences", "French shoppers")
+		ann.typeInto("#audience-search", "french")
+		ann.waitJS("search result", `document.querySelectorAll("#audiences tbody tr").length === 1`)
+		ann.shot("screen-audiences")
+		ann.click(`#audiences a`)
+		ann.waitText("#audience-title", "French shoppers")
+		ann.waitJS("columns", `[...document.querySelectorAll("#audience-rows th")].map(th => th.textContent).join(",") === "id,email,country"`)
+		ann.waitText("#page-info", "of 20")
+		if n := ann.js(`document.querySelectorAll("#audience-rows tbody tr").length`); n != float64(20) {
+			t.Fatalf("rows shown: %v", n)
+		}
+		ann.shot("screen-audience-detail")
+	})
+
+	e.run("history lists versions and restores one", func(t *testing.T) {
+		ann.openCampaign(id, "history")
+		ann.waitJS("versions", `document.querySelectorAll("#versions tbody tr").length >= 3`)
+		ann.waitText("#versions", "editor")
+		ann.shot("screen-history")
+	})
+}
+
+// run runs a subtest whose helpers report to the subtest itself.
+func (e *e2e) run(name string, fn func(t *testing.T)) {
+	parent := e.t
+	parent.Run(name, func(t *testing.T) {
+		e.t = t
+		defer func() { e.t = parent }()
+		fn(t)
+	})
+	if parent.Failed() {
+		parent.FailNow() // later steps build on this one
+	}
+}
+
+func conflicts() float64 {
+	return testutil.ToFloat64(metrics.Conflicts)
+}
