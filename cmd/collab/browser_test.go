@@ -308,12 +308,12 @@ func (p *page) shot(name string) string {
 	defer shotMu.Unlock()
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
-	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		p.e.t.Logf("screenshot %s: %v", name, err)
 		return ""
 	}
-	path := filepath.Join(screenDir(p.e.t), name+".jpg")
+	path := filepath.Join(screenDir(p.e.t), name+".png")
 	if err := os.WriteFile(path, buf, 0o644); err != nil {
 		p.e.t.Logf("screenshot %s: %v", name, err)
 		return ""
@@ -566,4 +566,35 @@ func (e *e2e) run(name string, fn func(t *testing.T)) {
 
 func conflicts() float64 {
 	return testutil.ToFloat64(metrics.Conflicts)
+}
+
+// TestBrowserSurvivesServerRestart: the server goes away under an open
+// editor; the editor says so, keeps what is typed meanwhile, reconnects
+// with backoff and saves it.
+func TestBrowserSurvivesServerRestart(t *testing.T) {
+	e := newE2E(t)
+	ann := e.open("Ann", "http://"+e.addr)
+	id := ann.createCampaign("Restart drill")
+	ann.typeInto("#f-description", "typed before")
+	ann.waitIndicator("All changes saved at")
+
+	e.stopServer() // sessions closed with 1001, drafts flushed, Redis gone
+	ann.waitIndicator("Offline — changes kept")
+	ann.typeInto("#f-description", "typed while the server was down")
+	ann.typeInto("#f-goal", "survive restarts")
+	time.Sleep(400 * time.Millisecond) // past the typing pause: the edits are queued, not sent
+	ann.waitIndicator("Offline — changes kept")
+	ann.shot("screen-offline")
+
+	e.startServer() // a fresh in-process Redis: a new epoch, the client resyncs
+	ann.waitIndicator("All changes saved at")
+	if got := e.draftField(id, "description"); got != "typed while the server was down" {
+		t.Fatalf("store holds description %v", got)
+	}
+	if got := e.draftField(id, "goal"); got != "survive restarts" {
+		t.Fatalf("store holds goal %v", got)
+	}
+	if v := ann.value("#f-description"); v != "typed while the server was down" {
+		t.Fatalf("editor shows %q after reconnecting", v)
+	}
 }

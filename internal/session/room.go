@@ -61,7 +61,7 @@ type room struct {
 	status  campaign.Status
 	version int64
 	saved   int64 // the rev the durable store holds (snapshot saved_rev)
-	broken  bool // the doc could not apply a committed entry: reload
+	broken  bool  // the doc could not apply a committed entry: reload
 	members map[*Session]*member
 	pending map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
 	waiters []waiter
