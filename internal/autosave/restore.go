@@ -81,7 +81,7 @@ func (r *Restorer) Restore(ctx context.Context, workspace, id string, v int64, u
 				return res.Rev, err
 			}
 			return res.Rev, nil
-		case draft.Conflict, draft.EpochLost, draft.NoBuffer:
+		case draft.Conflict, draft.EpochLost, draft.NoBuffer, draft.Restarted:
 			continue // an edit slipped in between: diff again
 		case draft.Archived:
 			return 0, errcode.New(errcode.Conflict, "campaign %s is archived and refuses edits", id)

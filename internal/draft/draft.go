@@ -112,6 +112,9 @@ type Head struct {
 	Flushed int64  // the durable store holds the draft up to this rev
 	Status  string
 	Created bool // this call started a new epoch
+	// Start is the saved rev when the epoch began: every rev at or below it
+	// was durable then, in any epoch.
+	Start int64
 }
 
 // Open makes sure the campaign's buffer exists and is not behind savedRev,
@@ -124,7 +127,7 @@ func (b *Buffer) Open(ctx context.Context, workspace, campaign string, savedRev 
 	if err != nil {
 		return Head{}, unavailable("open draft of "+campaign, err)
 	}
-	return Head{Rev: atoi(res[0]), Epoch: res[1], Floor: atoi(res[2]), Flushed: atoi(res[3]), Status: res[4], Created: res[5] == "1"}, nil
+	return Head{Rev: atoi(res[0]), Epoch: res[1], Floor: atoi(res[2]), Flushed: atoi(res[3]), Status: res[4], Created: res[5] == "1", Start: atoi(res[6])}, nil
 }
 
 // Head reads where the campaign's log stands; ok is false when the buffer

@@ -300,3 +300,36 @@ func TestBusOrder(t *testing.T) {
 		}
 	})
 }
+
+// A Redis restart (its run id changes; simulated here by rewriting the run
+// id the buffer recorded) stops all edits until a reopen starts a new epoch
+// that keeps what Redis still holds, with no rev reused in the old epoch.
+func TestRedisRestartStartsANewEpoch(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		e := open(t, b)
+		want(t, e.edit("A", 0, "x1", "/a"), Accepted, 1)
+		want(t, e.edit("A", 1, "x2", "/b"), Accepted, 2)
+		if _, err := b.Flushed(ctx, "c1", 1); err != nil {
+			t.Fatal(err)
+		}
+		// Within 50 ms of its last check the script trusts the buffer; a
+		// restart takes longer than that.
+		b.rdb.HSet(ctx, b.keys("c1").meta, "run", "an-earlier-run")
+		time.Sleep(60 * time.Millisecond)
+		want(t, e.edit("A", 2, "x3", "/c"), Restarted, 2)
+		h, err := b.Open(ctx, "w1", "c1", 1, "draft")
+		if err != nil || !h.Created || h.Epoch == e.head.Epoch || h.Rev != 2 || h.Start != 1 {
+			t.Fatalf("reopen after restart: %+v %v (old epoch %s)", h, err, e.head.Epoch)
+		}
+		// Old-epoch editors are refused; in the new epoch the kept batch ids
+		// still deduplicate, and new edits continue after the kept rev.
+		want(t, e.edit("A", 2, "x3", "/c"), EpochLost, 2)
+		e.head = h
+		want(t, e.edit("A", 2, "x2", "/b"), Duplicate, 2)
+		want(t, e.edit("A", 2, "x3", "/c"), Accepted, 3)
+		if again, _ := b.Open(ctx, "w1", "c1", 1, "draft"); again.Created || again.Epoch != h.Epoch {
+			t.Fatalf("a second open rotated again: %+v", again)
+		}
+	})
+}

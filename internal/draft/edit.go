@@ -46,6 +46,7 @@ const (
 	Ahead     Outcome = "ahead"    // Base is above the current rev
 	EpochLost Outcome = "epoch"    // the buffer has another epoch now
 	NoBuffer  Outcome = "noinit"   // the buffer is gone (Redis lost it)
+	Restarted Outcome = "restarted" // Redis restarted since the buffer was opened: reopen it
 	Archived  Outcome = "archived"
 	Full      Outcome = "full"  // the unflushed log is at its bound
 	Valid     Outcome = "valid" // CheckOnly: no conflict

@@ -304,6 +304,14 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 		return false, errcode.New(errcode.Conflict, "campaign %s is archived and refuses edits", r.id)
 	case draft.Full:
 		return false, errcode.New(errcode.Unavailable, "campaign %s has too many unsaved edits; retry once autosave catches up", r.id)
+	case draft.Restarted:
+		// Redis restarted under this buffer: reopening it starts a new
+		// epoch, and every session resyncs and resends what was lost.
+		r.mu.Lock()
+		r.broken = true
+		r.mu.Unlock()
+		r.poke()
+		return false, errcode.New(errcode.Unavailable, "Redis restarted; a fresh snapshot follows, resend after it")
 	default: // the epoch changed or the buffer is gone: reload and resync everyone
 		r.poke()
 		return false, errcode.New(errcode.Unavailable, "the draft history was reset; a fresh snapshot follows, resend after it")

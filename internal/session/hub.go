@@ -38,6 +38,8 @@ type Drafts interface {
 	TouchPresence(ctx context.Context, campaign string, sessions []string) error
 	RemovePresence(ctx context.Context, campaign, session string) error
 	Presence(ctx context.Context, campaign string) ([]draft.Presence, error)
+	// MarkClean resets the campaign's dirty mark to its oldest unsaved edit.
+	MarkClean(ctx context.Context, campaign string) error
 }
 
 // Bus delivers a campaign channel's messages to this node; *draft.Bus

@@ -61,6 +61,7 @@ type room struct {
 	status  campaign.Status
 	version int64
 	saved   int64 // the rev the durable store holds (snapshot saved_rev)
+	start   int64 // the saved rev when the epoch began (snapshot epoch_start)
 	broken  bool  // the doc could not apply a committed entry: reload
 	members map[*Session]*member
 	pending map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
@@ -173,6 +174,7 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	r.mu.Lock()
 	r.doc, r.rev, r.epoch, r.status, r.version = doc, rev, head.Epoch, campaign.Status(head.Status), c.Version
 	r.saved = max(c.Rev, head.Flushed)
+	r.start = head.Start
 	r.size = len(c.Draft) // refined by each edit's delta
 	if b, err := doc.Marshal(); err == nil {
 		r.size = len(b)
@@ -197,6 +199,13 @@ func (r *room) open(ctx context.Context, c *campaign.Campaign) (draft.Head, camp
 	head, err := r.hub.drafts.Open(ctx, r.ws, r.id, c.Rev, string(c.Status))
 	if err != nil {
 		return draft.Head{}, nil, 0, err
+	}
+	if head.Created && head.Rev > head.Flushed {
+		// A new epoch over content Redis kept (it restarted): the dirty mark
+		// may be among the writes it lost, and unsaved edits must be saved.
+		if err := r.hub.drafts.MarkClean(ctx, r.id); err != nil {
+			return draft.Head{}, nil, 0, err
+		}
 	}
 	doc, rev, err := r.build(ctx, c)
 	return head, doc, rev, err
@@ -491,6 +500,7 @@ func (r *room) reloadLocked(ctx context.Context) error {
 	lostHistory := head.Epoch != r.epoch
 	r.doc, r.rev, r.epoch, r.status, r.version, r.broken = doc, rev, head.Epoch, campaign.Status(head.Status), c.Version, false
 	r.saved = max(c.Rev, head.Flushed)
+	r.start = head.Start
 	if b, err := doc.Marshal(); err == nil {
 		r.size = len(b)
 	}
@@ -522,7 +532,7 @@ func (r *room) snapshotLocked(ref json.RawMessage) []byte {
 		doc = []byte("{}")
 	}
 	return encode("snapshot", ref, Msg{"campaign": r.id, "status": r.status, "rev": r.rev, "epoch": r.epoch,
-		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "editors": r.editorsLocked()})
+		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "epoch_start": r.start, "editors": r.editorsLocked()})
 }
 
 func (r *room) editorsLocked() []draft.Presence {

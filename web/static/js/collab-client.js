@@ -369,12 +369,15 @@ export class Campaign extends EventTarget {
     if (msg.editors) this.editors = msg.editors;
     if (this.resync) {
       // After a gap the replay is gone: unacknowledged batches are rebased
-      // on the snapshot (a batch the server did apply is recognised by its
-      // id and acknowledged as a duplicate). When Redis lost history (a new
-      // epoch), acknowledged batches the store never saved are sent again.
+      // on the snapshot (one the server did apply is recognised by its id
+      // and acknowledged as a duplicate, not applied again). In a new epoch
+      // Redis may have lost acknowledged edits: every batch above the rev
+      // that was durable when the epoch began (epoch_start) is sent again
+      // with its own id, so the server applies exactly the lost ones.
       if (epochChanged) {
-        const lost = this.acked.filter((b) => b.rev > msg.rev);
-        this.pending.unshift(...lost.map((b) => ({ id: b.id + "r", ops: b.ops, base: msg.rev, sent: false })));
+        const durable = msg.epoch_start ?? msg.saved_rev ?? 0;
+        const again = this.acked.filter((b) => b.rev > durable);
+        this.pending.unshift(...again.map((b) => ({ id: b.id, ops: b.ops, base: msg.rev, sent: false })));
       }
       this.acked = [];
       for (const b of this.pending) b.base = msg.rev;
@@ -427,6 +430,15 @@ export class Campaign extends EventTarget {
     const i = this.pending.findIndex((b) => b.id === ref);
     if (i < 0) return; // a duplicate ack for a batch already seen in the replay
     const [b] = this.pending.splice(i, 1);
+    if (msg.duplicate) {
+      // Applied earlier, by this page's previous connection: the snapshot or
+      // the replay already holds it.
+      this.acked.push({ id: b.id, ops: b.ops, rev: msg.rev });
+      b.resolve?.(msg);
+      this.recompute();
+      this.emit("change", { remote: false, paths: b.ops.map((o) => o.path), acked: true });
+      return;
+    }
     try {
       this.confirmed = apply(this.confirmed, b.ops);
     } catch {
