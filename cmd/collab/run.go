@@ -41,9 +41,10 @@ Usage:
   collab [serve] [flags]                       run the server (default)
   collab token -user U -workspace W -role R   print a signed token
   collab seed -workspace W -profiles N         import N realistic demo profiles
+  collab bench -url URL [flags]                load a server over real WebSockets and report
   collab help
 
-Run "collab serve -h" for the settings.
+Run "collab serve -h" for the settings, "collab bench -h" for the load options.
 `
 
 // run is the whole program, with the OS passed in so tests can call it.
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return tokenCmd(args, getenv, stdout, stderr)
 	case "seed":
 		return seedCmd(ctx, args, getenv, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -107,12 +110,15 @@ type server struct {
 	signer   *auth.Signer
 	served   chan error
 	embedded bool
+	dir      string // COLLAB_DATA_DIR
 }
+
+func (s *server) dataDir() string { return s.dir }
 
 // start wires a node: stores, Redis, the session hub, the HTTP API. All
 // concrete types meet here and only here.
 func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err error) {
-	s := &server{log: log, served: make(chan error, 1)}
+	s := &server{log: log, served: make(chan error, 1), dir: cfg.DataDir}
 	defer func() {
 		if err != nil {
 			s.closeBackends()

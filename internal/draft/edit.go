@@ -40,12 +40,12 @@ type Outcome string
 
 const (
 	Accepted  Outcome = "ok"
-	Duplicate Outcome = "dup"      // resent batch id: Rev is the original rev
-	Conflict  Outcome = "conflict" // Conflicts lists the losing keys
-	Gap       Outcome = "gap"      // Base is older than the kept history
-	Ahead     Outcome = "ahead"    // Base is above the current rev
-	EpochLost Outcome = "epoch"    // the buffer has another epoch now
-	NoBuffer  Outcome = "noinit"   // the buffer is gone (Redis lost it)
+	Duplicate Outcome = "dup"       // resent batch id: Rev is the original rev
+	Conflict  Outcome = "conflict"  // Conflicts lists the losing keys
+	Gap       Outcome = "gap"       // Base is older than the kept history
+	Ahead     Outcome = "ahead"     // Base is above the current rev
+	EpochLost Outcome = "epoch"     // the buffer has another epoch now
+	NoBuffer  Outcome = "noinit"    // the buffer is gone (Redis lost it)
 	Restarted Outcome = "restarted" // Redis restarted since the buffer was opened: reopen it
 	Archived  Outcome = "archived"
 	Full      Outcome = "full"  // the unflushed log is at its bound

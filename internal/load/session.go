@@ -1,0 +1,447 @@
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// batch is one edit a session sent and has no answer for yet.
+type batch struct {
+	id    string
+	seq   int64
+	frame []byte // the whole edit message; resent as it is (same id, same base)
+	sent  time.Time
+}
+
+// acked is an acknowledged batch no `saved` has covered yet: after a new
+// epoch it is sent again (the server applies it only if Redis lost it).
+type acked struct {
+	b   *batch
+	rev int64
+}
+
+type session struct {
+	r        *Runner
+	idx      int
+	campaign string
+	key      string // the writer's field / log name
+	token    string
+	writer   bool
+	answered chan struct{}
+
+	mu      sync.Mutex
+	node    int
+	conn    *websocket.Conn
+	online  bool
+	rev     int64
+	epoch   string
+	resync  bool
+	seq     int64
+	pending map[string]*batch
+	order   []string // pending ids in send order
+	unsaved []acked
+	closing bool
+}
+
+// connect dials the session's node, authenticates on the upgrade, joins
+// (with since after a first join) and reads until the join is answered.
+func (s *session) connect(ctx context.Context) error {
+	s.mu.Lock()
+	url := s.r.cfg.URLs[s.node]
+	since, epoch, rejoin := s.rev, s.epoch, s.epoch != ""
+	s.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ws := "ws" + strings.TrimPrefix(strings.TrimSuffix(url, "/"), "http") + "/v1/ws"
+	conn, _, err := websocket.Dial(dctx, ws, &websocket.DialOptions{
+		Subprotocols: []string{"collab.v1"},
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + s.token}},
+	})
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", url, err)
+	}
+	conn.SetReadLimit(4 << 20)
+	join := map[string]any{"type": "join", "campaign": s.campaign}
+	if rejoin {
+		join["since"], join["epoch"] = since, epoch
+	}
+	frame, _ := json.Marshal(join)
+	if err := conn.Write(dctx, websocket.MessageText, frame); err != nil {
+		conn.CloseNow()
+		return fmt.Errorf("join: %w", err)
+	}
+	s.mu.Lock()
+	s.conn = conn
+	s.mu.Unlock()
+	for {
+		_, data, err := conn.Read(dctx)
+		if err != nil {
+			conn.CloseNow()
+			return fmt.Errorf("join %s on %s: %w", s.campaign, url, err)
+		}
+		typ := s.handle(data)
+		if typ == "error" {
+			conn.CloseNow()
+			return fmt.Errorf("join %s on %s: %s", s.campaign, url, data)
+		}
+		if typ == "snapshot" || typ == "joined" {
+			s.mu.Lock()
+			s.online = true
+			s.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+func (s *session) close() {
+	s.mu.Lock()
+	s.closing = true
+	c := s.conn
+	s.mu.Unlock()
+	if c != nil {
+		c.Close(websocket.StatusNormalClosure, "bench done")
+	}
+}
+
+// run reads until the run ends, reconnecting (to the next node) whenever
+// the connection fails, and writes if the session is a writer.
+func (s *session) run() {
+	r := s.r
+	defer r.wg.Done()
+	if s.writer {
+		r.wg.Add(1)
+		go s.write()
+	}
+	for {
+		s.read()
+		if r.ctx.Err() != nil {
+			return
+		}
+		down := time.Now()
+		for attempt := 0; ; attempt++ {
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-time.After(jitter(min(2*time.Second, 100*time.Millisecond<<attempt))):
+			}
+			s.mu.Lock()
+			s.node = (s.node + 1) % len(r.cfg.URLs)
+			s.mu.Unlock()
+			if err := s.connect(r.ctx); err == nil {
+				break
+			} else if attempt%10 == 9 {
+				r.cfg.Log("load: session %d still reconnecting: %v", s.idx, err)
+			}
+		}
+		r.reconnects.Add(1)
+		r.reconnect.Record(time.Since(down))
+		s.resend()
+	}
+}
+
+func (s *session) read() {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	for {
+		_, data, err := c.Read(s.r.ctx)
+		if err != nil {
+			s.mu.Lock()
+			s.online = false
+			s.mu.Unlock()
+			c.CloseNow()
+			return
+		}
+		s.handle(data)
+	}
+}
+
+// resend sends every unanswered batch again, in order, with its own id: the
+// server answers those it already applied as duplicates.
+func (s *session) resend() {
+	s.mu.Lock()
+	frames := make([][]byte, 0, len(s.order))
+	for _, id := range s.order {
+		if b := s.pending[id]; b != nil {
+			frames = append(frames, b.frame)
+		}
+	}
+	c := s.conn
+	s.mu.Unlock()
+	for _, f := range frames {
+		if err := c.Write(s.r.ctx, websocket.MessageText, f); err != nil {
+			return
+		}
+	}
+}
+
+func (s *session) write() {
+	r := s.r
+	defer r.wg.Done()
+	var tick *time.Ticker
+	if r.cfg.Rate > 0 {
+		every := time.Duration(float64(time.Second) * float64(len(r.campaigns)*r.cfg.Writers) / r.cfg.Rate)
+		// Spread the writers' first edits over one period.
+		select {
+		case <-time.After(time.Duration(s.idx%1000) * every / 1000):
+		case <-r.ctx.Done():
+			return
+		}
+		tick = time.NewTicker(every)
+		defer tick.Stop()
+	}
+	for r.ctx.Err() == nil {
+		if tick != nil {
+			select {
+			case <-tick.C:
+			case <-r.ctx.Done():
+				return
+			}
+		}
+		sent := s.send()
+		if tick == nil {
+			if !sent {
+				// Offline: wait a little for the reconnect.
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-r.ctx.Done():
+					return
+				}
+				continue
+			}
+			select {
+			case <-s.answered:
+			case <-time.After(10 * time.Second):
+			case <-r.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// send makes the next batch and sends it; offline, it is kept for the
+// reconnect (in log mode) or not made (closed loop).
+func (s *session) send() bool {
+	r := s.r
+	s.mu.Lock()
+	if !s.online && (r.cfg.Mode != Log || r.cfg.Rate == 0) {
+		s.mu.Unlock()
+		return false
+	}
+	s.seq++
+	seq := s.seq
+	now := time.Now()
+	id := strconv.Itoa(s.idx) + "." + strconv.FormatInt(seq, 10) + "." + strconv.FormatInt(now.UnixMicro(), 10)
+	var op string
+	switch {
+	case r.cfg.Mode == Log:
+		op = `{"op":"add","path":"/log/` + s.key + `/-","value":` + strconv.FormatInt(seq, 10) + `}`
+	case r.cfg.Hot > 0 && rand.Float64() < r.cfg.Hot:
+		op = `{"op":"replace","path":"/hot","value":` + strconv.FormatInt(seq, 10) + `}`
+	default:
+		op = `{"op":"add","path":"/fields/` + s.key + `","value":` + strconv.FormatInt(seq, 10) + `}`
+	}
+	frame := []byte(`{"type":"edit","campaign":"` + s.campaign + `","base":` + strconv.FormatInt(s.rev, 10) +
+		`,"id":"` + id + `","ref":"` + id + `","ops":[` + op + `]}`)
+	b := &batch{id: id, seq: seq, frame: frame, sent: now}
+	s.pending[id] = b
+	s.order = append(s.order, id)
+	online, c := s.online, s.conn
+	s.mu.Unlock()
+	r.sent.Add(1)
+	if !online {
+		return true
+	}
+	if err := c.Write(r.ctx, websocket.MessageText, frame); err != nil {
+		return false
+	}
+	return true
+}
+
+// message is the part of a server message the load client reads.
+type message struct {
+	Type       string          `json:"type"`
+	Ref        json.RawMessage `json:"ref"`
+	ID         json.RawMessage `json:"id"`
+	Rev        int64           `json:"rev"`
+	Epoch      string          `json:"epoch"`
+	EpochStart *int64          `json:"epoch_start"`
+	Reason     string          `json:"reason"`
+	Code       string          `json:"code"`
+	Duplicate  bool            `json:"duplicate"`
+	By         struct {
+		User string `json:"user"`
+	} `json:"by"`
+}
+
+func unquote(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
+// handle applies one server message to the session's state; it returns the
+// message type.
+func (s *session) handle(data []byte) string {
+	r := s.r
+	var m message
+	if err := json.Unmarshal(data, &m); err != nil {
+		r.countError("malformed_reply")
+		return ""
+	}
+	now := time.Now()
+	switch m.Type {
+	case "update":
+		id := unquote(m.ID)
+		s.mu.Lock()
+		if m.Rev > s.rev {
+			s.rev = m.Rev
+		}
+		own := m.By.User == fmt.Sprintf("u%d", s.idx) && s.pending[id] != nil
+		s.mu.Unlock()
+		if own { // our batch, replayed after a reconnect: acknowledged
+			s.answer(id, m.Rev, false, true)
+			return m.Type
+		}
+		if r.measuring.Load() {
+			if parts := strings.Split(id, "."); len(parts) == 3 {
+				if us, err := strconv.ParseInt(parts[2], 10, 64); err == nil {
+					r.fanout.Record(now.Sub(time.UnixMicro(us)))
+					r.fanoutN.Add(1)
+				}
+			}
+		}
+	case "ack":
+		s.answer(unquote(m.Ref), m.Rev, m.Duplicate, true)
+	case "refresh":
+		if m.Reason == "conflict" {
+			r.conflicts.Add(1)
+			s.mu.Lock()
+			if m.Rev > s.rev {
+				s.rev = m.Rev
+			}
+			s.mu.Unlock()
+			s.answer(unquote(m.Ref), 0, false, false)
+		} else {
+			s.mu.Lock()
+			s.resync = true
+			s.mu.Unlock()
+		}
+	case "snapshot":
+		s.mu.Lock()
+		newEpoch := s.epoch != "" && m.Epoch != s.epoch
+		s.rev, s.epoch = m.Rev, m.Epoch
+		if s.resync && newEpoch {
+			// Redis may have lost acknowledged edits: send again, with their
+			// own ids, those not durable when the new epoch began.
+			start := int64(0)
+			if m.EpochStart != nil {
+				start = *m.EpochStart
+			}
+			var again []string
+			for _, a := range s.unsaved {
+				if a.rev > start && s.pending[a.b.id] == nil {
+					s.pending[a.b.id] = a.b
+					again = append(again, a.b.id)
+				}
+			}
+			s.order = append(again, s.order...)
+			s.unsaved = nil
+		}
+		s.resync = false
+		s.mu.Unlock()
+	case "joined":
+		s.mu.Lock()
+		s.epoch = m.Epoch
+		s.mu.Unlock()
+	case "saved":
+		s.mu.Lock()
+		kept := s.unsaved[:0]
+		for _, a := range s.unsaved {
+			if a.rev > m.Rev {
+				kept = append(kept, a)
+			}
+		}
+		s.unsaved = kept
+		s.mu.Unlock()
+	case "error":
+		r.countError(m.Code)
+		ref := unquote(m.Ref)
+		s.mu.Lock()
+		b := s.pending[ref]
+		s.mu.Unlock()
+		if b == nil {
+			break
+		}
+		if m.Code == "unavailable" || m.Code == "rate_limited" {
+			// Nothing was applied: send it again shortly (same id).
+			time.AfterFunc(500*time.Millisecond, func() {
+				s.mu.Lock()
+				still, online, c := s.pending[ref] != nil, s.online, s.conn
+				s.mu.Unlock()
+				if still && online && s.r.ctx.Err() == nil {
+					c.Write(s.r.ctx, websocket.MessageText, b.frame)
+				}
+			})
+			s.signal()
+			break
+		}
+		s.answer(ref, 0, false, false)
+	}
+	return m.Type
+}
+
+// answer settles a pending batch: accepted (ok) or refused.
+func (s *session) answer(id string, rev int64, duplicate, ok bool) {
+	r := s.r
+	s.mu.Lock()
+	b := s.pending[id]
+	if b == nil {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending, id)
+	for i, o := range s.order {
+		if o == id {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+	if ok {
+		if rev > s.rev && !duplicate {
+			s.rev = rev
+		}
+		if r.cfg.Mode == Log {
+			s.unsaved = append(s.unsaved, acked{b: b, rev: rev})
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		r.accepted.Add(1)
+		if r.measuring.Load() {
+			r.ack.Record(time.Since(b.sent))
+		}
+		if r.cfg.OnAck != nil {
+			r.cfg.OnAck(s.campaign, s.key, b.seq, rev)
+		}
+	}
+	s.signal()
+}
+
+func (s *session) signal() {
+	select {
+	case s.answered <- struct{}{}:
+	default:
+	}
+}
