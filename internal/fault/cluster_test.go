@@ -1,0 +1,527 @@
+package fault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/load"
+	"github.com/collab-dev/collab/internal/testenv"
+)
+
+// binary is the collab command, built once for all the tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "collab-fault")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "collab")
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go env GOMOD:", err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", "build", "-o", binary, "./cmd/collab")
+	build.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build collab: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// report prints a test's figures to the test log and, when
+// COLLAB_FAULT_REPORT names a file, appends them there (CI prints it).
+func report(t *testing.T, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf(format, args...)
+	t.Log(line)
+	if f := os.Getenv("COLLAB_FAULT_REPORT"); f != "" {
+		if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(fh, "%s: %s\n", t.Name(), line)
+			fh.Close()
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// redisProc is a Redis server of the test's own, with the production
+// durability settings: an append-only file fsynced every second.
+type redisProc struct {
+	t    *testing.T
+	bin  string
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisProc {
+	testenv.Redis(t) // the real-Redis switch: skip (or fail in CI) like every real-Redis suite
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found (apt-get install redis-server): %v", err)
+	}
+	r := &redisProc{t: t, bin: bin, port: freePort(t), dir: t.TempDir()}
+	r.start()
+	t.Cleanup(func() { r.kill() })
+	return r
+}
+
+func (r *redisProc) start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", filepath.Join(r.dir, "redis.log"))
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.addr()})
+	defer c.Close()
+	for i := 0; ; i++ {
+		if err := c.Ping(context.Background()).Err(); err == nil {
+			return
+		} else if i > 100 {
+			r.t.Fatalf("redis did not start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *redisProc) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+// aofSampler records the size of the append-only file every 50 ms, so that
+// a test can cut it back to what was on disk at a given time.
+func (r *redisProc) aofSampler(t *testing.T) *aofSizes {
+	a := &aofSizes{stop: make(chan struct{})}
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-a.stop:
+				return
+			case <-tick.C:
+			}
+			files, _ := filepath.Glob(filepath.Join(r.dir, "appendonlydir", "*.incr.aof"))
+			if len(files) == 0 {
+				continue
+			}
+			last := files[len(files)-1]
+			if fi, err := os.Stat(last); err == nil {
+				a.mu.Lock()
+				a.file = last
+				a.samples = append(a.samples, aofSample{time.Now(), fi.Size()})
+				a.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { a.halt() })
+	return a
+}
+
+type aofSample struct {
+	at   time.Time
+	size int64
+}
+
+type aofSizes struct {
+	mu      sync.Mutex
+	file    string
+	samples []aofSample
+	stop    chan struct{}
+	once    sync.Once
+}
+
+func (a *aofSizes) halt() { a.once.Do(func() { close(a.stop) }) }
+
+// truncateTo cuts the file back to its last size sampled at or before t and
+// returns how many bytes went.
+func (a *aofSizes) truncateTo(t time.Time) int64 {
+	a.halt()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var size int64 = -1
+	for _, s := range a.samples {
+		if !s.at.After(t) {
+			size = s.size
+		}
+	}
+	fi, err := os.Stat(a.file)
+	if size < 0 || err != nil {
+		return 0
+	}
+	os.Truncate(a.file, size)
+	return fi.Size() - size
+}
+
+// kill is a crash: SIGKILL, no final fsync.
+func (r *redisProc) kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// tcpFault relays TCP to a real server and can cut it off: every open
+// connection reset and new ones refused, as when the server is stopped.
+type tcpFault struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]bool
+}
+
+func newTCPFault(t *testing.T, target string) *tcpFault {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &tcpFault{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); f.setDown(true) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.relay(c)
+		}
+	}()
+	return f
+}
+
+func (f *tcpFault) addr() string { return f.ln.Addr().String() }
+
+func (f *tcpFault) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+	if down {
+		for c := range f.conns {
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0) // a reset, as from a dead server
+			}
+			c.Close()
+		}
+		clear(f.conns)
+	}
+}
+
+func (f *tcpFault) relay(c net.Conn) {
+	f.mu.Lock()
+	if f.down {
+		f.mu.Unlock()
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		return
+	}
+	f.mu.Unlock()
+	s, err := net.Dial("tcp", f.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	f.mu.Lock()
+	f.conns[c], f.conns[s] = true, true
+	f.mu.Unlock()
+	go func() { io.Copy(s, c); s.Close() }()
+	io.Copy(c, s)
+	c.Close()
+	f.mu.Lock()
+	delete(f.conns, c)
+	delete(f.conns, s)
+	f.mu.Unlock()
+}
+
+// node is one collab process.
+type node struct {
+	i      int
+	addr   string
+	cmd    *exec.Cmd
+	logf   string
+	exited chan error
+}
+
+type cluster struct {
+	t         *testing.T
+	secret    []byte
+	workspace string
+	env       []string
+	redis     *redisProc
+	redisNet  *tcpFault // the nodes reach Redis through it
+	pg        *tcpFault
+	nodes     []*node
+}
+
+// newCluster starts n collab processes sharing a Redis of the test's own and
+// the real PostgreSQL (through a relay the test can cut).
+func newCluster(t *testing.T, n int) *cluster {
+	pgURL := testenv.Postgres(t)
+	c := &cluster{t: t, secret: []byte("fault-test-secret-0123456789abcdef"), workspace: fmt.Sprintf("fault%d", time.Now().UnixNano())}
+	c.redis = startRedis(t)
+	c.redisNet = newTCPFault(t, c.redis.addr())
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pg = newTCPFault(t, u.Host)
+	u.Host = c.pg.addr()
+	c.env = []string{
+		"COLLAB_REDIS_URL=redis://" + c.redisNet.addr() + "/0",
+		"COLLAB_DATABASE_URL=" + u.String(),
+		"COLLAB_JWT_SECRET=" + string(c.secret),
+		"COLLAB_FLUSH_INTERVAL=500ms",
+		"COLLAB_REDIS_PREFIX=" + c.workspace,
+		"COLLAB_LOG_FORMAT=json",
+		"COLLAB_LOG_LEVEL=info",
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		nd := &node{i: i, addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), logf: filepath.Join(t.TempDir(), fmt.Sprintf("node%d.log", i))}
+		c.nodes = append(c.nodes, nd)
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(nd) }()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			if nd.cmd != nil && nd.cmd.ProcessState == nil {
+				nd.cmd.Process.Kill()
+				<-nd.exited
+			}
+			if t.Failed() {
+				raw, _ := os.ReadFile(nd.logf)
+				t.Logf("node %d log (tail):\n%s", nd.i, tail(string(raw), 3000))
+			}
+		}
+	})
+	return c
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (c *cluster) start(nd *node) {
+	logf, err := os.OpenFile(nd.logf, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Error(err)
+		return
+	}
+	nd.cmd = exec.Command(binary, "serve")
+	nd.cmd.Env = append(os.Environ(), append(c.env, "COLLAB_ADDR="+nd.addr, "COLLAB_DATA_DIR="+filepath.Dir(nd.logf))...)
+	nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
+	if err := nd.cmd.Start(); err != nil {
+		c.t.Error(err)
+		return
+	}
+	nd.exited = make(chan error, 1)
+	go func() { nd.exited <- nd.cmd.Wait(); logf.Close() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _ := c.get(nd, "/readyz", ""); code == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Errorf("node %d not ready in 20 s", nd.i)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *cluster) urls() []string {
+	var out []string
+	for _, nd := range c.nodes {
+		out = append(out, "http://"+nd.addr)
+	}
+	return out
+}
+
+func (c *cluster) token() string {
+	s, _ := auth.NewSigner(c.secret)
+	tok, _ := s.Sign(auth.Claims{User: "checker", Workspace: c.workspace, Role: auth.Admin}, time.Hour)
+	return tok
+}
+
+func (c *cluster) get(nd *node, path, token string) (int, []byte) {
+	req, _ := http.NewRequest("GET", "http://"+nd.addr+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	cl := http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw
+}
+
+func (c *cluster) alive() *node {
+	for _, nd := range c.nodes {
+		if nd.cmd != nil && nd.cmd.ProcessState == nil {
+			select {
+			case <-nd.exited:
+			default:
+				return nd
+			}
+		}
+	}
+	c.t.Fatal("no live node")
+	return nil
+}
+
+// kill9 crashes a node: no shutdown, no final flush.
+func (c *cluster) kill9(nd *node) {
+	nd.cmd.Process.Signal(syscall.SIGKILL)
+	<-nd.exited
+}
+
+// terminate asks a node to shut down gracefully and waits for it.
+func (c *cluster) terminate(nd *node) (took time.Duration, err error) {
+	start := time.Now()
+	nd.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err = <-nd.exited:
+	case <-time.After(40 * time.Second):
+		err = fmt.Errorf("node %d did not stop in 40 s", nd.i)
+	}
+	return time.Since(start), err
+}
+
+// loadConfig is the standard fault-test load: log mode (every acked edit
+// checkable), writers on every node.
+func (c *cluster) loadConfig(rec *recorder) load.Config {
+	return load.Config{
+		URLs: c.urls(), Secret: c.secret, Workspace: c.workspace,
+		Campaigns: 6, Writers: 3, Watchers: 1, Rate: 150, Mode: load.Log,
+		OnAck: rec.onAck, Log: c.t.Logf,
+	}
+}
+
+// recorder keeps every acknowledged edit with when it was acknowledged.
+type recorder struct {
+	mu    sync.Mutex
+	acks  map[string]map[int64]time.Time // campaign/writer -> seq -> ack time
+	revs  map[string][]ackAt             // campaign -> acks in order
+	count int
+}
+
+type ackAt struct {
+	rev int64
+	at  time.Time
+}
+
+func newRecorder() *recorder {
+	return &recorder{acks: map[string]map[int64]time.Time{}, revs: map[string][]ackAt{}}
+}
+
+func (r *recorder) onAck(campaign, writer string, seq, rev int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := campaign + "/" + writer
+	if r.acks[k] == nil {
+		r.acks[k] = map[int64]time.Time{}
+	}
+	if _, ok := r.acks[k][seq]; !ok {
+		r.acks[k][seq] = time.Now()
+		r.count++
+	}
+	r.revs[campaign] = append(r.revs[campaign], ackAt{rev, time.Now()})
+}
+
+func (r *recorder) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
+}
+
+// verdict is what the durable store holds against what was acknowledged.
+type verdict struct {
+	acked, stored, lost, twice int
+}
+
+// check reads every campaign's saved draft until every acknowledged edit is
+// there (autosave catches up) or the deadline passes.
+func (c *cluster) check(campaigns []string, rec *recorder, within time.Duration) verdict {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	tok := c.token()
+	for {
+		v := verdict{}
+		rec.mu.Lock()
+		for _, id := range campaigns {
+			code, raw := c.get(c.alive(), "/v1/campaigns/"+id, tok)
+			if code != 200 {
+				v.lost = -1
+				break
+			}
+			var body struct {
+				Draft struct {
+					Log map[string][]int64 `json:"log"`
+				} `json:"draft"`
+			}
+			json.Unmarshal(raw, &body)
+			for w, seqs := range body.Draft.Log {
+				seen := map[int64]int{}
+				for _, s := range seqs {
+					seen[s]++
+					if seen[s] == 2 {
+						v.twice++
+					}
+				}
+				for s := range rec.acks[id+"/"+w] {
+					v.acked++
+					if seen[s] > 0 {
+						v.stored++
+					} else {
+						v.lost++
+					}
+				}
+			}
+		}
+		rec.mu.Unlock()
+		if v.lost == 0 || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
