@@ -65,3 +65,46 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOverlaps: the overlap rule is symmetric, agrees with a token-by-token
+// prefix check, and holds between every path and its conflict key (what the
+// edit script compares), so two edits the rule says overlap always share a
+// conflict key prefix.
+func FuzzOverlaps(f *testing.F) {
+	doc := `{"name":"x","tags":["a","b"],"messages":{"email":{"subject":"s"}},"list":[{"a":1}]}`
+	for _, s := range [][2]string{{"/name", "/name"}, {"/name", "/names"}, {"/messages", "/messages/email/subject"},
+		{"/tags/0", "/tags/1"}, {"/list/0/a", "/list/-"}, {"/a~1b", "/a/b"}, {"/", "/x"}} {
+		f.Add(s[0], s[1], doc)
+	}
+	f.Fuzz(func(t *testing.T, a, b, raw string) {
+		p, err1 := ParsePointer(a)
+		q, err2 := ParsePointer(b)
+		if err1 != nil || err2 != nil {
+			return
+		}
+		if Overlaps(p, q) != Overlaps(q, p) {
+			t.Fatalf("not symmetric: %q %q", a, b)
+		}
+		n := min(len(p), len(q))
+		prefix := true
+		for i := 0; i < n; i++ {
+			if p[i] != q[i] {
+				prefix = false
+			}
+		}
+		if Overlaps(p, q) != prefix {
+			t.Fatalf("Overlaps(%q, %q) = %v, token prefix says %v", a, b, Overlaps(p, q), prefix)
+		}
+		d, err := ParseDocument([]byte(raw))
+		if err != nil {
+			return
+		}
+		kp, kq := d.ConflictKey(p), d.ConflictKey(q)
+		if !p.HasPrefix(kp) || !q.HasPrefix(kq) {
+			t.Fatalf("a conflict key must be a prefix of its path: %q -> %q", a, kp.String())
+		}
+		if Overlaps(p, q) && !Overlaps(kp, kq) {
+			t.Fatalf("%q and %q overlap but their conflict keys %q and %q do not", a, b, kp.String(), kq.String())
+		}
+	})
+}
