@@ -38,7 +38,7 @@ type setting struct {
 func (c *config) settings() []setting {
 	return []setting{
 		{"COLLAB_ADDR", "addr", ":8080", "address to listen on", &c.Addr},
-		{"COLLAB_REDIS_URL", "redis-url", "", "Redis URL (redis://, rediss://, or redis-cluster://h1:p1,h2:p2); empty: an in-process Redis-compatible server", &c.RedisURL},
+		{"COLLAB_REDIS_URL", "redis-url", "", "Redis URL (redis://, rediss://, redis-cluster://h1:p1,h2:p2, or redis-sentinel://s1:p1,s2:p2?master_name=M); empty: an in-process Redis-compatible server", &c.RedisURL},
 		{"COLLAB_DATABASE_URL", "database-url", "", "postgres://... for PostgreSQL; empty: an embedded SQLite file in the data dir", &c.DatabaseURL},
 		{"COLLAB_DATA_DIR", "data-dir", "./collab-data", "where the embedded database and the development secret live", &c.DataDir},
 		{"COLLAB_JWT_SECRET", "jwt-secret", "", "HS256 secret for tokens (16+ bytes); empty: a development secret kept in the data dir", &c.JWTSecret},
@@ -90,8 +90,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.RedisURL != "" {
 		u, err := url.Parse(c.RedisURL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "redis-cluster") {
-			bad("COLLAB_REDIS_URL", "want redis://host:port/db, rediss://..., or redis-cluster://host1:port,host2:port")
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "redis-cluster" && u.Scheme != "redis-sentinel") {
+			bad("COLLAB_REDIS_URL", "want redis://host:port/db, rediss://..., redis-cluster://host1:port,host2:port, or redis-sentinel://host1:port,host2:port?master_name=NAME")
 		}
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {

@@ -282,19 +282,39 @@ func (s *server) closeBackends() {
 }
 
 func redisClient(raw string) (redis.UniversalClient, error) {
-	if strings.HasPrefix(raw, "redis-cluster://") {
-		rest := strings.TrimPrefix(raw, "redis-cluster://")
+	for _, scheme := range []string{"redis-cluster://", "redis-sentinel://"} {
+		rest, ok := strings.CutPrefix(raw, scheme)
+		if !ok {
+			continue
+		}
+		// go-redis takes several hosts as addr= parameters.
 		hosts, query, _ := strings.Cut(rest, "?")
-		addrs := strings.Split(strings.TrimSuffix(hosts, "/"), ",")
-		u := "redis://" + addrs[0] + "?"
+		hosts, db, _ := strings.Cut(hosts, "/")
+		addrs := strings.Split(hosts, ",")
+		u := "redis://" + addrs[0]
+		if db != "" {
+			u += "/" + db
+		}
+		u += "?"
 		for _, a := range addrs[1:] {
 			u += "addr=" + a + "&"
 		}
-		opt, err := redis.ParseClusterURL(u + query)
+		u += query
+		if scheme == "redis-cluster://" {
+			opt, err := redis.ParseClusterURL(u)
+			if err != nil {
+				return nil, err
+			}
+			return redis.NewClusterClient(opt), nil
+		}
+		opt, err := redis.ParseFailoverURL(u)
 		if err != nil {
 			return nil, err
 		}
-		return redis.NewClusterClient(opt), nil
+		if opt.MasterName == "" {
+			return nil, errors.New("redis-sentinel:// needs ?master_name=NAME")
+		}
+		return redis.NewFailoverClient(opt), nil
 	}
 	opt, err := redis.ParseURL(raw)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -174,5 +175,31 @@ func TestSeed(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"seed", "-profiles", "0", "-data-dir", dir}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
 		t.Fatal("seeded zero profiles")
+	}
+}
+
+func TestRedisClientURLs(t *testing.T) {
+	cases := []struct {
+		url, kind string
+		ok        bool
+	}{
+		{"redis://127.0.0.1:6379/2", "*redis.Client", true},
+		{"redis-cluster://h1:7000,h2:7001,h3:7002", "*redis.ClusterClient", true},
+		{"redis-sentinel://s1:26379,s2:26379/1?master_name=mymaster", "*redis.Client", true},
+		{"redis-sentinel://s1:26379,s2:26379", "", false}, // no master name
+		{"redis-cluster://h1:7000?bogus=1", "", false},
+	}
+	for _, c := range cases {
+		cl, err := redisClient(c.url)
+		if (err == nil) != c.ok {
+			t.Fatalf("%s: err %v", c.url, err)
+		}
+		if err != nil {
+			continue
+		}
+		if got := fmt.Sprintf("%T", cl); got != c.kind {
+			t.Fatalf("%s: %s, want %s", c.url, got, c.kind)
+		}
+		cl.Close()
 	}
 }
