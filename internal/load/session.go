@@ -367,6 +367,12 @@ func (s *session) handle(data []byte) string {
 		s.mu.Unlock()
 	case "saved":
 		s.mu.Lock()
+		if m.Epoch == "" || m.Epoch != s.epoch {
+			// A save counted in another epoch's revs (or across a new
+			// epoch): nothing it says about our revs can be trusted.
+			s.mu.Unlock()
+			break
+		}
 		kept := s.unsaved[:0]
 		for _, a := range s.unsaved {
 			if a.rev > m.Rev {

@@ -311,10 +311,14 @@ export class Campaign extends EventTarget {
       case "refresh":
         return this.onRefresh(msg);
       case "saved":
-        if (msg.rev > this.savedRev) this.savedRev = msg.rev;
         if (msg.version > this.version) this.version = msg.version;
         this.savedAt = msg.at ? new Date(msg.at) : new Date();
-        this.acked = this.acked.filter((b) => b.rev > this.savedRev);
+        // Only a save counted in our epoch's revs says which of our edits
+        // are durable (after a Redis restart the numbering forks).
+        if (msg.epoch && msg.epoch === this.epoch) {
+          if (msg.rev > this.savedRev) this.savedRev = msg.rev;
+          this.acked = this.acked.filter((b) => b.rev > msg.rev);
+        }
         return this.emit("saved", msg);
       case "published":
         if (msg.version > this.version) this.version = msg.version;
