@@ -14,10 +14,16 @@ SECRET=bench-secret-0123456789abcdef
 ADDR=127.0.0.1:18095
 ulimit -n 65536 2>/dev/null || true
 
+# Each run gets an empty database: the test database holds campaigns whose
+# audience schedules would run during the benchmark.
+BENCH_DB=collab_bench
+DB_URL=$(sed -E "s#/[^/?]+(\?|$)#/$BENCH_DB\1#" <<<"$COLLAB_TEST_DATABASE_URL")
+
 scenario() { # name, then bench flags
   local name=$1; shift
   for run in $(seq "$RUNS"); do
-    COLLAB_ADDR=$ADDR COLLAB_REDIS_URL=$COLLAB_TEST_REDIS_URL COLLAB_DATABASE_URL=$COLLAB_TEST_DATABASE_URL \
+    psql "$COLLAB_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB" -qc "CREATE DATABASE $BENCH_DB" >/dev/null 2>&1
+    COLLAB_ADDR=$ADDR COLLAB_REDIS_URL=$COLLAB_TEST_REDIS_URL COLLAB_DATABASE_URL=$DB_URL \
       COLLAB_JWT_SECRET=$SECRET COLLAB_REDIS_PREFIX="bench$(date +%s%N)" COLLAB_LOG_LEVEL=warn \
       /tmp/collab-bench-bin serve 2>/tmp/collab-bench-server.log &
     local pid=$!

@@ -158,7 +158,8 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 		for w := 0; w < cfg.Writers+cfg.Watchers; w++ {
 			s := &session{r: r, idx: n, campaign: id, node: n % len(cfg.URLs), writer: w < cfg.Writers, key: writerKey(w),
 				pending: map[string]*batch{}, answered: make(chan struct{}, 1)}
-			tok, err := signer.Sign(auth.Claims{User: fmt.Sprintf("u%d", n), Name: fmt.Sprintf("User %d", n), Workspace: cfg.Workspace, Role: auth.Editor}, 24*time.Hour)
+			s.user = fmt.Sprintf("u%d", n)
+			tok, err := signer.Sign(auth.Claims{User: s.user, Name: fmt.Sprintf("User %d", n), Workspace: cfg.Workspace, Role: auth.Editor}, 24*time.Hour)
 			if err != nil {
 				return nil, err
 			}

@@ -1,0 +1,42 @@
+package load
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/collab-dev/collab/internal/draft"
+)
+
+// The fast path reads what a full decode reads, from frames as the server
+// writes them.
+func TestScanUpdate(t *testing.T) {
+	by, _ := json.Marshal(map[string]any{"user": "u7", "name": `Ann "A" Lee`, "session": "s1"})
+	for _, id := range []string{`"3.14.1700000000000000"`, ""} {
+		pre, suf := draft.UpdateFrame("c_1", []byte(`[{"op":"add","path":"/x","value":{"id":"no","user":"no"}}]`), by, []byte(id), time.Now())
+		frame := []byte(pre + "42" + suf)
+		rev, gotID, user, ok := scanUpdate(frame)
+		var m message
+		if err := json.Unmarshal(frame, &m); err != nil {
+			t.Fatal(err)
+		}
+		if !ok || rev != 42 || rev != m.Rev || gotID != unquote(m.ID) && id != "" || user != "u7" || user != m.By.User {
+			t.Fatalf("%s: rev %d id %q user %q ok %v; decoded %+v", frame, rev, gotID, user, ok, m)
+		}
+	}
+	if _, _, _, ok := scanUpdate([]byte(`{"type":"update","rev":x}`)); ok {
+		t.Fatal("a malformed rev was read")
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	h := NewHistogram()
+	for i := 1; i <= 1000; i++ {
+		h.Record(time.Duration(i) * time.Millisecond)
+	}
+	q := h.Quantiles()
+	near := func(got, want float64) bool { return got > want*0.97 && got < want*1.03 }
+	if q.N != 1000 || !near(q.P50, 500) || !near(q.P90, 900) || !near(q.P99, 990) || q.Max != 1000 {
+		t.Fatalf("%+v", q)
+	}
+}
