@@ -63,7 +63,9 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if *pid > 0 {
 		stopWatch = load.Watch(*pid)
 	}
+	stopSelf := load.Watch(os.Getpid())
 	rep, err := load.Run(ctx, cfg)
+	self := stopSelf()
 	if err != nil {
 		if stopWatch != nil {
 			stopWatch()
@@ -73,6 +75,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if stopWatch != nil {
 		rep.Server = stopWatch()
 	}
+	rep.Client = self
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -119,6 +122,9 @@ func printReport(w io.Writer, cfg load.Config, r *load.Report) {
 			fmt.Fprintf(tw, "RSS per session\t%.1f KiB (end minus start, over %d sessions)\n", (s.RSSEndMiB-s.RSSStartMiB)*1024/float64(r.Sessions), r.Sessions)
 		}
 		fmt.Fprintf(tw, "server CPU\t%.2f cores (connecting included)\n", s.CPUCores)
+		if c := r.Client; c != nil {
+			fmt.Fprintf(tw, "bench CPU\t%.2f cores (this load generator, on the same machine)\n", c.CPUCores)
+		}
 	} else {
 		fmt.Fprintf(tw, "server\tnot local (or -pid not given): no RSS or CPU\n")
 	}

@@ -76,6 +76,7 @@ type Report struct {
 	FanoutMillis     Quantiles        `json:"fanout_ms"`
 	FanoutSamples    int64            `json:"fanout_samples"`
 	Server           *Process         `json:"server,omitempty"`
+	Client           *Process         `json:"client,omitempty"` // the load generator itself: on one machine, it competes with the server
 }
 
 // Run connects every session, drives the load for cfg.Duration, then
