@@ -66,12 +66,7 @@ func (c *commands) save(_ context.Context, s *session.Session, req *session.Requ
 			s.ReplyError(req, err)
 			return
 		}
-		msg := session.Msg{"campaign": res.Campaign, "version": res.Version, "rev": res.Rev,
-			"at": res.At.UTC().Format(time.RFC3339Nano), "trigger": campaign.TriggerManual}
-		if res.Epoch != "" {
-			msg["epoch"] = res.Epoch
-		}
-		s.Reply(req, "saved", msg)
+		s.Reply(req, "saved", savedFields(res))
 	})
 	return nil
 }

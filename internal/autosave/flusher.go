@@ -34,7 +34,6 @@ type Drafts interface {
 	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 	Flushed(ctx context.Context, campaign string, rev int64) (draft.Head, error)
 	Workspace(ctx context.Context, campaign string) (string, error)
-	Head(ctx context.Context, campaign string) (draft.Head, bool, error)
 	Publish(ctx context.Context, campaign string, msg []byte) error
 	Lease(ctx context.Context, campaign, token string, ttl time.Duration) (bool, error)
 	Unlease(ctx context.Context, campaign, token string) error
@@ -105,9 +104,10 @@ type Result struct {
 	Rev      int64
 	At       time.Time
 	Trigger  campaign.Trigger
-	// Epoch is the epoch whose revs Rev counts, when one epoch held for the
-	// whole flush ("" otherwise: clients must not drop edits they hold on
-	// the strength of this save).
+	// Epoch is the epoch Rev counts in (read with the log the draft was
+	// built from): after a Redis restart, revs above what Redis kept count
+	// different edits in the old epoch and the new one, so clients drop the
+	// edits they hold only on a save of their own epoch.
 	Epoch string
 }
 
@@ -187,27 +187,16 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 	for attempt := 0; ; attempt++ {
 		// The working draft is rebuilt from the saved draft every time: a
 		// campaign whose saved draft cannot be read is never written over.
-		before, _, err := f.drafts.Head(ctx, id)
-		if err != nil {
-			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
-		}
 		d, err := f.drafts.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) { return f.store.Campaign(ctx, ws, id) })
 		if err != nil {
 			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
-		}
-		// A save names its epoch only when no new epoch began while the log
-		// was read: after a Redis restart, revs above what Redis kept count
-		// different edits in the old epoch and the new one.
-		epoch := ""
-		if after, _, err := f.drafts.Head(ctx, id); err == nil && after.Epoch == before.Epoch {
-			epoch = before.Epoch
 		}
 		saved := d.Saved
 		if d.Rev <= saved.Rev {
 			if _, err := f.drafts.Flushed(ctx, id, saved.Rev); err != nil {
 				return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
 			}
-			return Result{Campaign: id, Version: saved.Version, Rev: saved.Rev, At: saved.UpdatedAt, Trigger: trigger, Epoch: epoch},
+			return Result{Campaign: id, Version: saved.Version, Rev: saved.Rev, At: saved.UpdatedAt, Trigger: trigger, Epoch: d.Epoch},
 				f.drafts.MarkClean(ctx, id)
 		}
 		doc, err := d.Doc.Marshal()
@@ -223,7 +212,7 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 		if err != nil {
 			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
 		}
-		res := Result{Campaign: id, Wrote: true, Version: v, Rev: d.Rev, At: at, Trigger: trigger, Epoch: epoch}
+		res := Result{Campaign: id, Wrote: true, Version: v, Rev: d.Rev, At: at, Trigger: trigger, Epoch: d.Epoch}
 		// The draft is durable: announce it, then let the log be trimmed.
 		if err := f.drafts.Publish(ctx, id, SavedMessage(res)); err != nil {
 			f.log.Warn("announce save", "campaign", id, "err", err)
@@ -237,13 +226,20 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 
 // SavedMessage is the `saved` event every session of the campaign receives.
 func SavedMessage(r Result) []byte {
-	m := map[string]any{"type": "saved", "campaign": r.Campaign, "version": r.Version, "rev": r.Rev,
+	m := savedFields(r)
+	m["type"] = "saved"
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// savedFields are the fields of a `saved` message, pushed or replied.
+func savedFields(r Result) map[string]any {
+	m := map[string]any{"campaign": r.Campaign, "version": r.Version, "rev": r.Rev,
 		"at": r.At.UTC().Format(time.RFC3339Nano), "trigger": r.Trigger}
 	if r.Epoch != "" {
 		m["epoch"] = r.Epoch
 	}
-	b, _ := json.Marshal(m)
-	return b
+	return m
 }
 
 // Run flushes dirty drafts on the timer until ctx ends. A draft is due once

@@ -21,6 +21,9 @@ type Draft struct {
 	Last    string
 	// FirstAt is when the oldest unsaved entry was made (zero when none).
 	FirstAt time.Time
+	// Epoch is the epoch Rev counts in, read with the log: a save of this
+	// draft tells that epoch's clients which of their edits are durable.
+	Epoch string
 }
 
 // Update is the part of an update message that rebuilding a draft reads.
@@ -54,7 +57,7 @@ func (b *Buffer) Build(ctx context.Context, load func(context.Context) (*campaig
 		if err != nil {
 			return nil, err
 		}
-		entries, err := b.Log(ctx, c.ID, c.Rev, -1)
+		entries, epoch, err := b.logAndEpoch(ctx, c.ID, c.Rev)
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +71,7 @@ func (b *Buffer) Build(ctx context.Context, load func(context.Context) (*campaig
 		if err != nil {
 			return nil, fmt.Errorf("campaign %s: saved draft: %w", c.ID, err)
 		}
-		d := &Draft{Saved: c, Doc: doc, Rev: c.Rev}
+		d := &Draft{Saved: c, Doc: doc, Rev: c.Rev, Epoch: epoch}
 		seen := map[string]bool{}
 		for _, e := range entries {
 			if e.Rev != d.Rev+1 {

@@ -198,6 +198,27 @@ func (b *Buffer) Log(ctx context.Context, campaign string, after, upto int64) ([
 	if err != nil {
 		return nil, unavailable("read draft log of "+campaign, err)
 	}
+	return entries(msgs), nil
+}
+
+// logAndEpoch reads the log after a rev and the epoch its revs count in, in
+// one transaction (both keys share the campaign's hash slot).
+func (b *Buffer) logAndEpoch(ctx context.Context, campaign string, after int64) ([]Entry, string, error) {
+	k := b.keys(campaign)
+	var rng *redis.XMessageSliceCmd
+	var epoch *redis.StringCmd
+	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		rng = p.XRange(ctx, k.log, strconv.FormatInt(after+1, 10)+"-0", "+")
+		epoch = p.HGet(ctx, k.meta, "epoch")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", unavailable("read draft log of "+campaign, err)
+	}
+	return entries(rng.Val()), epoch.Val(), nil
+}
+
+func entries(msgs []redis.XMessage) []Entry {
 	out := make([]Entry, 0, len(msgs))
 	for _, m := range msgs {
 		rev, _, _ := strings.Cut(m.ID, "-")
@@ -205,7 +226,7 @@ func (b *Buffer) Log(ctx context.Context, campaign string, after, upto int64) ([
 		t, _ := m.Values["t"].(string)
 		out = append(out, Entry{Rev: atoi(rev), Msg: []byte(u), At: time.UnixMilli(atoi(t))})
 	}
-	return out, nil
+	return out
 }
 
 // Flushed records that the durable store holds the draft up to rev, and trims
