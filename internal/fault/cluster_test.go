@@ -284,8 +284,9 @@ type cluster struct {
 }
 
 // newCluster starts n collab processes sharing a Redis of the test's own and
-// the real PostgreSQL (through a relay the test can cut).
-func newCluster(t *testing.T, n int) *cluster {
+// the real PostgreSQL (through a relay the test can cut). env entries
+// override the nodes' defaults.
+func newCluster(t *testing.T, n int, env ...string) *cluster {
 	pgURL := testenv.Postgres(t)
 	c := &cluster{t: t, secret: []byte("fault-test-secret-0123456789abcdef"), workspace: fmt.Sprintf("fault%d", time.Now().UnixNano())}
 	c.redis = startRedis(t)
@@ -305,6 +306,7 @@ func newCluster(t *testing.T, n int) *cluster {
 		"COLLAB_LOG_FORMAT=json",
 		"COLLAB_LOG_LEVEL=info",
 	}
+	c.env = append(c.env, env...) // the last value of a variable wins
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		nd := &node{i: i, addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), logf: filepath.Join(t.TempDir(), fmt.Sprintf("node%d.log", i))}

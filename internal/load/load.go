@@ -71,6 +71,7 @@ type Report struct {
 	Conflicts        int64            `json:"conflicts"`
 	Errors           map[string]int64 `json:"errors"`
 	Reconnects       int64            `json:"reconnects"`
+	Resent           int64            `json:"resent"` // batches sent again after a reconnect or a new epoch
 	ReconnectSeconds Quantiles        `json:"reconnect_seconds"`
 	AckMillis        Quantiles        `json:"ack_ms"`
 	FanoutMillis     Quantiles        `json:"fanout_ms"`
@@ -104,11 +105,11 @@ type Runner struct {
 	started   time.Time
 	connected time.Duration
 
-	sent, accepted, conflicts, reconnects, fanoutN atomic.Int64
-	errMu                                          sync.Mutex
-	errs                                           map[string]int64
-	ack, fanout, reconnect                         *Histogram
-	measuring                                      atomic.Bool
+	sent, accepted, conflicts, reconnects, resent, fanoutN atomic.Int64
+	errMu                                                  sync.Mutex
+	errs                                                   map[string]int64
+	ack, fanout, reconnect                                 *Histogram
+	measuring                                              atomic.Bool
 }
 
 // Start connects the sessions and starts the writers; Stop ends the run.
@@ -155,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 
 	// Sessions: writers first, then watchers, spread over the nodes.
 	n := 0
-	for ci, id := range r.campaigns {
+	for _, id := range r.campaigns {
 		for w := 0; w < cfg.Writers+cfg.Watchers; w++ {
 			s := &session{r: r, idx: n, campaign: id, node: n % len(cfg.URLs), writer: w < cfg.Writers, key: writerKey(w),
 				pending: map[string]*batch{}, answered: make(chan struct{}, 1)}
@@ -168,7 +169,6 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 			r.sessions = append(r.sessions, s)
 			n++
 		}
-		_ = ci
 	}
 	start := time.Now()
 	sem := make(chan struct{}, cfg.DialConcurrency)
@@ -221,7 +221,7 @@ func (r *Runner) Stop() *Report {
 		Writers: r.cfg.Writers * len(r.campaigns), Watchers: r.cfg.Watchers * len(r.campaigns),
 		ConnectSeconds: r.connected.Seconds(), Seconds: elapsed.Seconds(),
 		Sent: r.sent.Load(), Accepted: r.accepted.Load(), Conflicts: r.conflicts.Load(),
-		Reconnects: r.reconnects.Load(), Errors: map[string]int64{},
+		Reconnects: r.reconnects.Load(), Resent: r.resent.Load(), Errors: map[string]int64{},
 		AckMillis: r.ack.Quantiles(), FanoutMillis: r.fanout.Quantiles(), FanoutSamples: r.fanoutN.Load(),
 		ReconnectSeconds: r.reconnect.QuantilesScaled(1000),
 	}
@@ -234,18 +234,6 @@ func (r *Runner) Stop() *Report {
 	}
 	r.errMu.Unlock()
 	return rep
-}
-
-// Pending returns, per writer key of each campaign, the sequence numbers
-// sent and not yet acknowledged.
-func (r *Runner) Pending() int {
-	n := 0
-	for _, s := range r.sessions {
-		s.mu.Lock()
-		n += len(s.pending)
-		s.mu.Unlock()
-	}
-	return n
 }
 
 func (r *Runner) countError(code string) {

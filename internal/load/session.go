@@ -2,11 +2,13 @@ package load
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,10 +19,17 @@ import (
 
 // batch is one edit a session sent and has no answer for yet.
 type batch struct {
-	id    string
-	seq   int64
-	frame []byte // the whole edit message; resent as it is (same id, same base)
-	sent  time.Time
+	id   string
+	seq  int64
+	op   string // the JSON Patch operation
+	base int64  // kept across reconnects (conflicts are judged against it); a new epoch rebases it
+	sent time.Time
+}
+
+// frame is the edit message; a resend carries the same id.
+func (b *batch) frame(campaign string) []byte {
+	return []byte(`{"type":"edit","campaign":"` + campaign + `","base":` + strconv.FormatInt(b.base, 10) +
+		`,"id":"` + b.id + `","ref":"` + b.id + `","ops":[` + b.op + `]}`)
 }
 
 // acked is an acknowledged batch no `saved` has covered yet: after a new
@@ -171,11 +180,14 @@ func (s *session) read() {
 // server answers those it already applied as duplicates.
 func (s *session) resend() {
 	s.mu.Lock()
-	frames := make([][]byte, 0, len(s.order))
-	for _, id := range s.order {
-		if b := s.pending[id]; b != nil {
-			frames = append(frames, b.frame)
-		}
+	batches := make([]*batch, 0, len(s.pending))
+	for _, b := range s.pending {
+		batches = append(batches, b)
+	}
+	slices.SortFunc(batches, func(a, b *batch) int { return cmp.Compare(a.seq, b.seq) })
+	frames := make([][]byte, len(batches))
+	for i, b := range batches {
+		frames[i] = b.frame(s.campaign)
 	}
 	c := s.conn
 	s.mu.Unlock()
@@ -183,6 +195,7 @@ func (s *session) resend() {
 		if err := c.Write(s.r.ctx, websocket.MessageText, f); err != nil {
 			return
 		}
+		s.r.resent.Add(1)
 	}
 }
 
@@ -252,11 +265,9 @@ func (s *session) send() bool {
 	default:
 		op = `{"op":"add","path":"/fields/` + s.key + `","value":` + strconv.FormatInt(seq, 10) + `}`
 	}
-	frame := []byte(`{"type":"edit","campaign":"` + s.campaign + `","base":` + strconv.FormatInt(s.rev, 10) +
-		`,"id":"` + id + `","ref":"` + id + `","ops":[` + op + `]}`)
-	b := &batch{id: id, seq: seq, frame: frame, sent: now}
+	b := &batch{id: id, seq: seq, op: op, base: s.rev, sent: now}
+	frame := b.frame(s.campaign)
 	s.pending[id] = b
-	s.order = append(s.order, id)
 	online, c := s.online, s.conn
 	s.mu.Unlock()
 	r.sent.Add(1)
@@ -334,6 +345,9 @@ func (s *session) handle(data []byte) string {
 		s.mu.Lock()
 		newEpoch := s.epoch != "" && m.Epoch != s.epoch
 		s.rev, s.epoch = m.Rev, m.Epoch
+		// A resync on a live connection (the room reloaded) resends here;
+		// after a reconnect, run resends once the join is answered.
+		resend := s.resync && newEpoch && s.online
 		if s.resync && newEpoch {
 			// Redis may have lost acknowledged edits: send again, with their
 			// own ids, those not durable when the new epoch began.
@@ -341,18 +355,23 @@ func (s *session) handle(data []byte) string {
 			if m.EpochStart != nil {
 				start = *m.EpochStart
 			}
-			var again []string
 			for _, a := range s.unsaved {
-				if a.rev > start && s.pending[a.b.id] == nil {
+				if a.rev > start {
 					s.pending[a.b.id] = a.b
-					again = append(again, a.b.id)
 				}
 			}
-			s.order = append(again, s.order...)
 			s.unsaved = nil
+			// The old epoch's revs mean nothing in the new one: every
+			// batch still to send is based on the snapshot.
+			for _, b := range s.pending {
+				b.base = m.Rev
+			}
 		}
 		s.resync = false
 		s.mu.Unlock()
+		if resend {
+			s.resend()
+		}
 	case "joined":
 		s.mu.Lock()
 		s.epoch = m.Epoch
@@ -386,10 +405,10 @@ func (s *session) handle(data []byte) string {
 			// Nothing was applied: send it again shortly (same id).
 			time.AfterFunc(500*time.Millisecond, func() {
 				s.mu.Lock()
-				still, online, c := s.pending[ref] != nil, s.online, s.conn
+				still, online, c, frame := s.pending[ref] != nil, s.online, s.conn, b.frame(s.campaign)
 				s.mu.Unlock()
 				if still && online && s.r.ctx.Err() == nil {
-					c.Write(s.r.ctx, websocket.MessageText, b.frame)
+					c.Write(s.r.ctx, websocket.MessageText, frame)
 				}
 			})
 			s.signal()
@@ -475,12 +494,6 @@ func (s *session) answer(id string, rev int64, duplicate, ok bool) {
 		return
 	}
 	delete(s.pending, id)
-	for i, o := range s.order {
-		if o == id {
-			s.order = append(s.order[:i], s.order[i+1:]...)
-			break
-		}
-	}
 	if ok {
 		if rev > s.rev && !duplicate {
 			s.rev = rev
