@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,19 +71,10 @@ func TestBenchCommand(t *testing.T) {
 // Log mode: every acknowledged edit ends up in the durable store exactly once.
 func TestLoadLogModeIsExactlyOnce(t *testing.T) {
 	srv := startEmbedded(t)
-	acked := map[string]map[int64]bool{}
-	var mu sync.Mutex
+	acks := load.NewAcks()
 	secret, _ := devSecret(srv.dataDir())
 	cfg := load.Config{URLs: []string{"http://" + srv.addr}, Secret: secret, Workspace: "w", Campaigns: 2, Writers: 3,
-		Duration: time.Second, Mode: load.Log, Rate: 300,
-		OnAck: func(c, w string, seq, rev int64) {
-			mu.Lock()
-			defer mu.Unlock()
-			if acked[c+"/"+w] == nil {
-				acked[c+"/"+w] = map[int64]bool{}
-			}
-			acked[c+"/"+w][seq] = true
-		}}
+		Duration: time.Second, Mode: load.Log, Rate: 300, OnAck: acks.Record}
 	r, err := load.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -94,50 +84,30 @@ func TestLoadLogModeIsExactlyOnce(t *testing.T) {
 	if rep.Accepted == 0 {
 		t.Fatalf("nothing accepted: %+v", rep)
 	}
-	checkStored(t, srv, r.Campaigns(), acked)
-}
-
-// checkStored waits for autosave, then checks that every acked sequence
-// number is in the stored log arrays exactly once.
-func checkStored(t *testing.T, srv *server, campaigns []string, acked map[string]map[int64]bool) {
-	t.Helper()
+	// Autosave catches up, then every acked sequence number is stored once.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		missing, dup, total := 0, 0, 0
-		for _, id := range campaigns {
+		var v load.Verdict
+		for _, id := range r.Campaigns() {
 			c, err := srv.store.Campaign(context.Background(), "w", id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var doc struct {
-				Log map[string][]int64 `json:"log"`
+			one, err := acks.Check(id, c.Draft)
+			if err != nil {
+				t.Fatal(err)
 			}
-			json.Unmarshal(c.Draft, &doc)
-			for w, seqs := range doc.Log {
-				seen := map[int64]int{}
-				for _, s := range seqs {
-					seen[s]++
-					if seen[s] == 2 {
-						dup++
-					}
-				}
-				for s := range acked[id+"/"+w] {
-					total++
-					if seen[s] == 0 {
-						missing++
-					}
-				}
-			}
+			v = v.Add(one)
 		}
-		if dup > 0 {
-			t.Fatalf("%d edits stored twice", dup)
+		if v.Twice > 0 {
+			t.Fatalf("%d edits stored twice", v.Twice)
 		}
-		if missing == 0 {
-			t.Logf("%d acknowledged edits, all stored once", total)
+		if v.Lost == 0 {
+			t.Logf("%d acknowledged edits, all stored once", v.Acked)
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acknowledged edits not in the store", missing, total)
+			t.Fatalf("%d of %d acknowledged edits not in the store", v.Lost, v.Acked)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

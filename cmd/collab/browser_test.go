@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -346,76 +345,13 @@ func (p *page) waitIndicator(substr string) {
 	p.waitText("#save-state", substr)
 }
 
-// proxy is a TCP relay whose server-to-browser direction can be held, as a
-// slow network would: what the server sends waits until release.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cond   *sync.Cond
-	held   bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	p.cond = sync.NewCond(&p.mu)
-	t.Cleanup(func() { ln.Close(); p.release() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.relay(c)
-		}
-	}()
-	return p
-}
-
-func (p *proxy) url() string { return "http://" + p.ln.Addr().String() }
-
-func (p *proxy) hold() { p.mu.Lock(); p.held = true; p.mu.Unlock() }
-
-func (p *proxy) release() { p.mu.Lock(); p.held = false; p.cond.Broadcast(); p.mu.Unlock() }
-
-func (p *proxy) relay(client net.Conn) {
-	defer client.Close()
-	srv, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer srv.Close()
-	go func() { io.Copy(srv, client); srv.Close() }()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := srv.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			for p.held {
-				p.cond.Wait()
-			}
-			p.mu.Unlock()
-			if _, werr := client.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // TestBrowserEditor: two teammates, each in their own browser context, on
 // one campaign.
 func TestBrowserEditor(t *testing.T) {
 	e := newE2E(t)
-	px := newProxy(t, e.addr) // Bob's network: it can be held
+	px := testenv.NewRelay(t, e.addr) // Bob's network: it can be held
 	ann := e.open("Ann", "http://"+e.addr)
-	bob := e.open("Bob", px.url())
+	bob := e.open("Bob", "http://"+px.Addr())
 	ann.shot("screen-campaign-list")
 
 	id := ann.createCampaign("Spring sale")
@@ -440,13 +376,13 @@ func TestBrowserEditor(t *testing.T) {
 	})
 
 	e.run("first writer wins, the other sees the conflict banner", func(t *testing.T) {
-		px.hold() // Bob hears nothing from now on: he edits an old version
+		px.Hold() // Bob hears nothing from now on: he edits an old version
 		before := conflicts()
 		ann.typeInto("#f-name", "Alpha launch")
 		ann.waitIndicator("All changes saved at")
 		bob.typeInto("#f-name", "Bravo launch")
 		e.eventually("the server to refuse Bob's edit", 10*time.Second, func() bool { return conflicts() > before })
-		px.release()
+		px.Release()
 		bob.waitJS("conflict banner", `!document.querySelector("#conflict").hidden`)
 		bob.waitText("#conflict", "Ann")
 		bob.waitText("#conflict", "Campaign name")

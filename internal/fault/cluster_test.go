@@ -191,78 +191,6 @@ func (r *redisProc) kill() {
 	}
 }
 
-// tcpFault relays TCP to a real server and can cut it off: every open
-// connection reset and new ones refused, as when the server is stopped.
-type tcpFault struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-}
-
-func newTCPFault(t *testing.T, target string) *tcpFault {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &tcpFault{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { ln.Close(); f.setDown(true) })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go f.relay(c)
-		}
-	}()
-	return f
-}
-
-func (f *tcpFault) addr() string { return f.ln.Addr().String() }
-
-func (f *tcpFault) setDown(down bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.down = down
-	if down {
-		for c := range f.conns {
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0) // a reset, as from a dead server
-			}
-			c.Close()
-		}
-		clear(f.conns)
-	}
-}
-
-func (f *tcpFault) relay(c net.Conn) {
-	f.mu.Lock()
-	if f.down {
-		f.mu.Unlock()
-		c.(*net.TCPConn).SetLinger(0)
-		c.Close()
-		return
-	}
-	f.mu.Unlock()
-	s, err := net.Dial("tcp", f.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	f.mu.Lock()
-	f.conns[c], f.conns[s] = true, true
-	f.mu.Unlock()
-	go func() { io.Copy(s, c); s.Close() }()
-	io.Copy(c, s)
-	c.Close()
-	f.mu.Lock()
-	delete(f.conns, c)
-	delete(f.conns, s)
-	f.mu.Unlock()
-}
-
 // node is one collab process.
 type node struct {
 	i      int
@@ -278,8 +206,8 @@ type cluster struct {
 	workspace string
 	env       []string
 	redis     *redisProc
-	redisNet  *tcpFault // the nodes reach Redis through it
-	pg        *tcpFault
+	redisNet  *testenv.Relay // the nodes reach Redis through it
+	pg        *testenv.Relay
 	nodes     []*node
 }
 
@@ -290,15 +218,15 @@ func newCluster(t *testing.T, n int, env ...string) *cluster {
 	pgURL := testenv.Postgres(t)
 	c := &cluster{t: t, secret: []byte("fault-test-secret-0123456789abcdef"), workspace: fmt.Sprintf("fault%d", time.Now().UnixNano())}
 	c.redis = startRedis(t)
-	c.redisNet = newTCPFault(t, c.redis.addr())
+	c.redisNet = testenv.NewRelay(t, c.redis.addr())
 	u, err := url.Parse(pgURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.pg = newTCPFault(t, u.Host)
-	u.Host = c.pg.addr()
+	c.pg = testenv.NewRelay(t, u.Host)
+	u.Host = c.pg.Addr()
 	c.env = []string{
-		"COLLAB_REDIS_URL=redis://" + c.redisNet.addr() + "/0",
+		"COLLAB_REDIS_URL=redis://" + c.redisNet.Addr() + "/0",
 		"COLLAB_DATABASE_URL=" + u.String(),
 		"COLLAB_JWT_SECRET=" + string(c.secret),
 		"COLLAB_FLUSH_INTERVAL=500ms",
@@ -431,97 +359,37 @@ func (c *cluster) terminate(nd *node) (took time.Duration, err error) {
 
 // loadConfig is the standard fault-test load: log mode (every acked edit
 // checkable), writers on every node.
-func (c *cluster) loadConfig(rec *recorder) load.Config {
+func (c *cluster) loadConfig(acks *load.Acks) load.Config {
 	return load.Config{
 		URLs: c.urls(), Secret: c.secret, Workspace: c.workspace,
 		Campaigns: 6, Writers: 3, Watchers: 1, Rate: 150, Mode: load.Log,
-		OnAck: rec.onAck, Log: c.t.Logf,
+		OnAck: acks.Record, Log: c.t.Logf,
 	}
-}
-
-// recorder keeps every acknowledged edit with when it was acknowledged.
-type recorder struct {
-	mu    sync.Mutex
-	acks  map[string]map[int64]time.Time // campaign/writer -> seq -> ack time
-	revs  map[string][]ackAt             // campaign -> acks in order
-	count int
-}
-
-type ackAt struct {
-	rev int64
-	at  time.Time
-}
-
-func newRecorder() *recorder {
-	return &recorder{acks: map[string]map[int64]time.Time{}, revs: map[string][]ackAt{}}
-}
-
-func (r *recorder) onAck(campaign, writer string, seq, rev int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	k := campaign + "/" + writer
-	if r.acks[k] == nil {
-		r.acks[k] = map[int64]time.Time{}
-	}
-	if _, ok := r.acks[k][seq]; !ok {
-		r.acks[k][seq] = time.Now()
-		r.count++
-	}
-	r.revs[campaign] = append(r.revs[campaign], ackAt{rev, time.Now()})
-}
-
-func (r *recorder) total() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.count
-}
-
-// verdict is what the durable store holds against what was acknowledged.
-type verdict struct {
-	acked, stored, lost, twice int
 }
 
 // check reads every campaign's saved draft until every acknowledged edit is
 // there (autosave catches up) or the deadline passes.
-func (c *cluster) check(campaigns []string, rec *recorder, within time.Duration) verdict {
+func (c *cluster) check(campaigns []string, acks *load.Acks, within time.Duration) load.Verdict {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
 	tok := c.token()
 	for {
-		v := verdict{}
-		rec.mu.Lock()
+		var v load.Verdict
 		for _, id := range campaigns {
 			code, raw := c.get(c.alive(), "/v1/campaigns/"+id, tok)
-			if code != 200 {
-				v.lost = -1
-				break
-			}
 			var body struct {
-				Draft struct {
-					Log map[string][]int64 `json:"log"`
-				} `json:"draft"`
+				Draft json.RawMessage `json:"draft"`
 			}
-			json.Unmarshal(raw, &body)
-			for w, seqs := range body.Draft.Log {
-				seen := map[int64]int{}
-				for _, s := range seqs {
-					seen[s]++
-					if seen[s] == 2 {
-						v.twice++
-					}
-				}
-				for s := range rec.acks[id+"/"+w] {
-					v.acked++
-					if seen[s] > 0 {
-						v.stored++
-					} else {
-						v.lost++
-					}
-				}
+			if code != 200 || json.Unmarshal(raw, &body) != nil {
+				c.t.Fatalf("read campaign %s: %d %s", id, code, raw)
 			}
+			one, err := acks.Check(id, body.Draft)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			v = v.Add(one)
 		}
-		rec.mu.Unlock()
-		if v.lost == 0 || time.Now().After(deadline) {
+		if v.Lost == 0 || time.Now().After(deadline) {
 			return v
 		}
 		time.Sleep(250 * time.Millisecond)

@@ -29,10 +29,10 @@ func startLoad(t *testing.T, cfg load.Config) *load.Runner {
 	return r
 }
 
-func mustHold(t *testing.T, v verdict, rep *load.Report) {
+func mustHold(t *testing.T, v load.Verdict, rep *load.Report) {
 	t.Helper()
-	if v.lost != 0 || v.twice != 0 || v.acked == 0 {
-		t.Fatalf("acknowledged %d, stored %d, lost %d, stored twice %d (report %+v)", v.acked, v.stored, v.lost, v.twice, rep)
+	if v.Lost != 0 || v.Twice != 0 || v.Acked == 0 {
+		t.Fatalf("acknowledged %d, stored %d, lost %d, stored twice %d (report %+v)", v.Acked, v.Stored, v.Lost, v.Twice, rep)
 	}
 }
 
@@ -40,34 +40,34 @@ func mustHold(t *testing.T, v verdict, rep *load.Report) {
 // resume; every acknowledged edit is in SQL, none twice.
 func TestKillNodeMidLoad(t *testing.T) {
 	c := newCluster(t, 3)
-	rec := newRecorder()
-	r := startLoad(t, c.loadConfig(rec))
+	acks := load.NewAcks()
+	r := startLoad(t, c.loadConfig(acks))
 	time.Sleep(2 * time.Second)
-	before := rec.total()
+	before := acks.Count()
 	killed := time.Now()
 	c.kill9(c.nodes[1])
 	time.Sleep(4 * time.Second)
 	rep := r.Stop()
 	stopped := time.Now()
-	v := c.check(r.Campaigns(), rec, 45*time.Second)
+	v := c.check(r.Campaigns(), acks, 45*time.Second)
 	durable := time.Since(stopped)
 	mustHold(t, v, rep)
 	if rep.Reconnects == 0 {
 		t.Fatalf("no client reconnected after its node died: %+v", rep)
 	}
-	if rec.total() <= before {
+	if acks.Count() <= before {
 		t.Fatalf("no edit acknowledged after the kill")
 	}
 	report(t, "kill -9 of 1 node of 3 under %.0f edits/s: edits acknowledged %d, found in SQL %d, lost %d, stored twice %d; %d sessions reconnected, reconnect time p50 %.2f s max %.2f s; all durable %.1f s after the load stopped (%.0f s after the kill)",
-		c.loadConfig(rec).Rate, v.acked, v.stored, v.lost, v.twice, rep.Reconnects, rep.ReconnectSeconds.P50, rep.ReconnectSeconds.Max, durable.Seconds(), time.Since(killed).Seconds())
+		c.loadConfig(acks).Rate, v.Acked, v.Stored, v.Lost, v.Twice, rep.Reconnects, rep.ReconnectSeconds.P50, rep.ReconnectSeconds.Max, durable.Seconds(), time.Since(killed).Seconds())
 }
 
 // 5. Graceful shutdown of a node under load: its dirty drafts flushed, its
 // clients moved to the other nodes, nothing lost.
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	c := newCluster(t, 3)
-	rec := newRecorder()
-	r := startLoad(t, c.loadConfig(rec))
+	acks := load.NewAcks()
+	r := startLoad(t, c.loadConfig(acks))
 	time.Sleep(2 * time.Second)
 	took, err := c.terminate(c.nodes[0])
 	if err != nil {
@@ -75,26 +75,26 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	rep := r.Stop()
-	v := c.check(r.Campaigns(), rec, 30*time.Second)
+	v := c.check(r.Campaigns(), acks, 30*time.Second)
 	mustHold(t, v, rep)
 	if rep.Reconnects == 0 {
 		t.Fatalf("no client moved off the stopped node: %+v", rep)
 	}
 	report(t, "SIGTERM of 1 node of 3 under load: stopped in %.2f s (exit 0); edits acknowledged %d, found in SQL %d, lost %d, stored twice %d; %d sessions moved, reconnect time p50 %.2f s max %.2f s",
-		took.Seconds(), v.acked, v.stored, v.lost, v.twice, rep.Reconnects, rep.ReconnectSeconds.P50, rep.ReconnectSeconds.Max)
+		took.Seconds(), v.Acked, v.Stored, v.Lost, v.Twice, rep.Reconnects, rep.ReconnectSeconds.P50, rep.ReconnectSeconds.Max)
 }
 
 // 3. PostgreSQL unreachable for 10 s during flushes: edits go on into
 // Redis, /readyz says so, flushes resume after, nothing is lost.
 func TestPostgresDownTenSeconds(t *testing.T) {
 	c := newCluster(t, 3)
-	rec := newRecorder()
-	r := startLoad(t, c.loadConfig(rec))
+	acks := load.NewAcks()
+	r := startLoad(t, c.loadConfig(acks))
 	time.Sleep(2 * time.Second)
-	c.pg.setDown(true)
+	c.pg.SetDown(true)
 	down := time.Now()
 	sawUnready := map[int]bool{}
-	ackedDuring := rec.total()
+	ackedDuring := acks.Count()
 	for time.Since(down) < 10*time.Second {
 		for _, nd := range c.nodes {
 			if code, _ := c.get(nd, "/readyz", ""); code == http.StatusServiceUnavailable {
@@ -103,8 +103,8 @@ func TestPostgresDownTenSeconds(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	ackedDuring = rec.total() - ackedDuring
-	c.pg.setDown(false)
+	ackedDuring = acks.Count() - ackedDuring
+	c.pg.SetDown(false)
 	back := time.Now()
 	ready := 0
 	for deadline := time.Now().Add(20 * time.Second); ready < len(c.nodes) && time.Now().Before(deadline); {
@@ -119,7 +119,7 @@ func TestPostgresDownTenSeconds(t *testing.T) {
 	readyAfter := time.Since(back)
 	time.Sleep(time.Second)
 	rep := r.Stop()
-	v := c.check(r.Campaigns(), rec, 45*time.Second)
+	v := c.check(r.Campaigns(), acks, 45*time.Second)
 	durableAfter := time.Since(back)
 	mustHold(t, v, rep)
 	if len(sawUnready) != len(c.nodes) || ready != len(c.nodes) {
@@ -129,7 +129,7 @@ func TestPostgresDownTenSeconds(t *testing.T) {
 		t.Fatalf("no edit acknowledged while PostgreSQL was down: edits must go on into Redis")
 	}
 	report(t, "PostgreSQL cut off 10 s under load: %d edits acknowledged during the outage; /readyz 503 on all 3 nodes during it, 200 again %.1f s after; edits acknowledged %d, found in SQL %d, lost %d, stored twice %d; all durable %.1f s after PostgreSQL came back",
-		ackedDuring, readyAfter.Seconds(), v.acked, v.stored, v.lost, v.twice, durableAfter.Seconds())
+		ackedDuring, readyAfter.Seconds(), v.Acked, v.Stored, v.Lost, v.Twice, durableAfter.Seconds())
 }
 
 // 2. Redis crashes and restarts under load. A killed Redis process loses
@@ -144,12 +144,12 @@ func TestRedisCrashAndRestart(t *testing.T) {
 	// The default autosave interval: with a short one, what Redis loses is
 	// often already in SQL, and the clients' resend is not exercised.
 	c := newCluster(t, 3, "COLLAB_FLUSH_INTERVAL=2s")
-	rec := newRecorder()
+	acks := load.NewAcks()
 	aof := c.redis.aofSampler(t)
-	r := startLoad(t, c.loadConfig(rec))
+	r := startLoad(t, c.loadConfig(acks))
 	time.Sleep(2500 * time.Millisecond)
 	campaigns := r.Campaigns()
-	c.redisNet.setDown(true)
+	c.redisNet.SetDown(true)
 	c.redis.kill()
 	killed := time.Now()
 	window := time.Second
@@ -164,25 +164,23 @@ func TestRedisCrashAndRestart(t *testing.T) {
 		kept[id] = n
 	}
 	rc.Close()
-	c.redisNet.setDown(false)
+	c.redisNet.SetDown(false)
 	time.Sleep(4 * time.Second)
 	rep := r.Stop()
-	v := c.check(campaigns, rec, 45*time.Second)
+	v := c.check(campaigns, acks, 45*time.Second)
 	mustHold(t, v, rep)
 	// Which acknowledged revs did Redis lose, and when were they acked?
 	lostByRedis, oldest := 0, time.Duration(0)
-	rec.mu.Lock()
 	for _, id := range campaigns {
-		for _, a := range rec.revs[id] {
-			if a.at.Before(killed) && a.rev > kept[id] {
+		for _, a := range acks.Revs(id) {
+			if a.At.Before(killed) && a.Rev > kept[id] {
 				lostByRedis++
-				if age := killed.Sub(a.at); age > oldest {
+				if age := killed.Sub(a.At); age > oldest {
 					oldest = age
 				}
 			}
 		}
 	}
-	rec.mu.Unlock()
 	// The AOF was cut at its size sampled up to 50 ms before the window.
 	if oldest > window+100*time.Millisecond {
 		t.Fatalf("Redis lost an edit acknowledged %v before the crash, outside the %v window", oldest, window)
@@ -194,7 +192,7 @@ func TestRedisCrashAndRestart(t *testing.T) {
 		t.Fatalf("clients saw neither unavailable nor a reconnect across a Redis crash: %+v", rep)
 	}
 	report(t, "Redis crash with the AOF's last %v lost (appendfsync everysec; %d bytes cut) under load: Redis lost %d acknowledged edits, all acknowledged at most %d ms before the crash, and their clients resent %d batches; clients saw %d unavailable errors and %d reconnects; edits acknowledged %d, found in SQL %d, lost %d, stored twice %d",
-		window, cut, lostByRedis, oldest.Milliseconds(), rep.Resent, rep.Errors["unavailable"], rep.Reconnects, v.acked, v.stored, v.lost, v.twice)
+		window, cut, lostByRedis, oldest.Milliseconds(), rep.Resent, rep.Errors["unavailable"], rep.Reconnects, v.Acked, v.Stored, v.Lost, v.Twice)
 }
 
 // 4. A session that stops reading is cut off; the others on its campaign
@@ -202,8 +200,8 @@ func TestRedisCrashAndRestart(t *testing.T) {
 func TestSlowConsumerCutOff(t *testing.T) {
 	c := newCluster(t, 3)
 	phase := func(withSlow bool) (*load.Report, bool) {
-		rec := newRecorder()
-		cfg := c.loadConfig(rec)
+		acks := load.NewAcks()
+		cfg := c.loadConfig(acks)
 		cfg.Campaigns, cfg.Writers, cfg.Watchers, cfg.Rate, cfg.Mode = 1, 2, 4, 40, load.Fields
 		cfg.URLs = cfg.URLs[:1] // everyone on one node, with the slow one
 		r := startLoad(t, cfg)

@@ -40,3 +40,19 @@ func TestHistogram(t *testing.T) {
 		t.Fatalf("%+v", q)
 	}
 }
+
+func TestAcksCheck(t *testing.T) {
+	a := NewAcks()
+	for _, seq := range []int64{1, 2, 3} {
+		a.Record("c", "w0", seq, seq)
+	}
+	a.Record("c", "w0", 3, 3) // a duplicate ack counts once
+	a.Record("c", "w1", 1, 4)
+	v, err := a.Check("c", []byte(`{"log":{"w0":[1,3,3,9],"w1":[]}}`))
+	if err != nil || v != (Verdict{Acked: 4, Stored: 2, Lost: 2, Twice: 1}) || a.Count() != 4 || len(a.Revs("c")) != 5 {
+		t.Fatalf("%+v %v count %d", v, err, a.Count())
+	}
+	if _, err := a.Check("c", []byte(`not json`)); err == nil {
+		t.Fatal("a bad draft was read")
+	}
+}
