@@ -46,7 +46,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	secret := []byte(*secretFlag)
 	if len(secret) == 0 {
 		var err error
-		if secret, err = os.ReadFile(*dataDir + "/dev-jwt-secret"); err != nil {
+		if secret, err = existingDevSecret(*dataDir); err != nil {
 			return fmt.Errorf("bench: no -jwt-secret and no development secret in %s: %w", *dataDir, err)
 		}
 	}

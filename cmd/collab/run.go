@@ -342,10 +342,10 @@ func browserAddr(addr string) string {
 
 // devSecret returns the data dir's development secret, making it once.
 func devSecret(dir string) ([]byte, error) {
-	file := filepath.Join(dir, "dev-jwt-secret")
-	if b, err := os.ReadFile(file); err == nil && len(b) >= 32 {
+	if b, err := existingDevSecret(dir); err == nil {
 		return b, nil
 	}
+	file := filepath.Join(dir, devSecretFile)
 	b := make([]byte, 32)
 	rand.Read(b)
 	secret := []byte(hex.EncodeToString(b))
@@ -353,6 +353,21 @@ func devSecret(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("write development secret: %w", err)
 	}
 	return secret, nil
+}
+
+const devSecretFile = "dev-jwt-secret"
+
+// existingDevSecret reads the data dir's development secret without making
+// one: a client of a running server needs the server's, not a new one.
+func existingDevSecret(dir string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, devSecretFile))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 32 {
+		return nil, fmt.Errorf("%s: development secret too short", filepath.Join(dir, devSecretFile))
+	}
+	return b, nil
 }
 
 func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) error {

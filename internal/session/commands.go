@@ -162,13 +162,13 @@ func (s *Session) focus(req *Request) error {
 	if err != nil {
 		return err
 	}
+	if len(req.Path) > 256 {
+		return errcode.New(errcode.Invalid, "focus path too long")
+	}
 	if req.Path != "" {
 		if _, err := campaign.ParsePointer(req.Path); err != nil {
 			return errcode.New(errcode.Invalid, "focus path: %v", err)
 		}
-	}
-	if len(req.Path) > 256 {
-		return errcode.New(errcode.Invalid, "focus path too long")
 	}
 	if m.field != req.Path {
 		m.field = req.Path

@@ -495,7 +495,6 @@ function campaignView(main, id, tab) {
     const typed = new Map();
     for (const [p, e] of ui.bound) if (e.timer) typed.set(p, e.el.value);
     ui.bound = new Map();
-    ui.labels = new Map(ui.labels);
     const ro = app.me.role === "viewer" || c.status === "archived";
     let content;
     switch (ui.tab) {
@@ -525,7 +524,7 @@ function campaignView(main, id, tab) {
   }
 
   function input(path, label, attrs = {}, opts) {
-    const el = h(attrs.multiline ? "textarea" : "input", { ...attrs, multiline: undefined, name: path });
+    const el = h(attrs.multiline ? "textarea" : "input", { ...attrs, multiline: undefined, hint: undefined, name: path });
     return field(label, bind(el, path, label, opts), attrs.hint);
   }
 
