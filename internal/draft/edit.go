@@ -1,6 +1,7 @@
 package draft
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -142,4 +143,21 @@ func UpdateFrame(campaign string, opsJSON, byJSON []byte, idJSON []byte, at time
 	sb.WriteString(strconv.FormatInt(at.UnixMilli(), 10))
 	sb.WriteString(`}`)
 	return prefix, sb.String()
+}
+
+// FrameRev reads the rev of an update frame as UpdateFrame writes it, without
+// decoding the whole message (0 when there is none): rooms order every update
+// by it, and load clients follow the campaign with it.
+func FrameRev(msg []byte) int64 {
+	i := bytes.Index(msg, []byte(`"rev":`))
+	if i < 0 {
+		return 0
+	}
+	j := i + 6
+	k := j
+	for k < len(msg) && msg[k] >= '0' && msg[k] <= '9' {
+		k++
+	}
+	n, _ := strconv.ParseInt(string(msg[j:k]), 10, 64)
+	return n
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/collab-dev/collab/internal/draft"
 )
 
 // batch is one edit a session sent and has no answer for yet.
@@ -421,7 +423,6 @@ func (s *session) handle(data []byte) string {
 
 var (
 	updatePrefix = []byte(`{"type":"update",`)
-	revKey       = []byte(`,"rev":`)
 	idKey        = []byte(`,"id":"`)
 	byKey        = []byte(`,"by":{`)
 	userKey      = []byte(`"user":"`)
@@ -430,17 +431,8 @@ var (
 // scanUpdate reads rev, batch id and author from an update frame as the
 // server writes it (draft.UpdateFrame: rev first, id near the end).
 func scanUpdate(data []byte) (rev int64, id, user string, ok bool) {
-	i := bytes.Index(data, revKey)
-	if i < 0 {
-		return 0, "", "", false
-	}
-	rest := data[i+len(revKey):]
-	j := bytes.IndexByte(rest, ',')
-	if j < 0 {
-		return 0, "", "", false
-	}
-	rev, err := strconv.ParseInt(string(rest[:j]), 10, 64)
-	if err != nil {
+	rev = draft.FrameRev(data)
+	if rev <= 0 {
 		return 0, "", "", false
 	}
 	if k := bytes.LastIndex(data, idKey); k >= 0 {

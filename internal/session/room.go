@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"strconv"
 	"sync"
 	"time"
 
@@ -344,7 +343,7 @@ func (r *room) deliver(msg []byte, u *draft.Update) {
 }
 
 func (r *room) deliverLocked(c committed) {
-	rev := peekRev(c.msg)
+	rev := draft.FrameRev(c.msg)
 	if rev <= r.rev {
 		return // already applied
 	}
@@ -407,22 +406,6 @@ func (r *room) applyLocked(c committed, rev int64) {
 			m.s.Send(c.msg)
 		}
 	}
-}
-
-// peekRev reads "rev" from an update message without decoding it whole;
-// the message always starts {"type":"update","campaign":"...","rev":N,
-func peekRev(msg []byte) int64 {
-	i := bytes.Index(msg, []byte(`"rev":`))
-	if i < 0 {
-		return 0
-	}
-	j := i + 6
-	k := j
-	for k < len(msg) && msg[k] >= '0' && msg[k] <= '9' {
-		k++
-	}
-	n, _ := strconv.ParseInt(string(msg[j:k]), 10, 64)
-	return n
 }
 
 // after runs fn once the room has delivered rev (at once if it has).
