@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -275,7 +276,9 @@ func (c *cluster) start(nd *node) {
 		return
 	}
 	nd.cmd = exec.Command(binary, "serve")
-	nd.cmd.Env = append(os.Environ(), append(c.env, "COLLAB_ADDR="+nd.addr, "COLLAB_DATA_DIR="+filepath.Dir(nd.logf))...)
+	// A fresh slice: nodes start concurrently, and appending to c.env could
+	// write into its spare capacity from two goroutines.
+	nd.cmd.Env = slices.Concat(os.Environ(), c.env, []string{"COLLAB_ADDR=" + nd.addr, "COLLAB_DATA_DIR=" + filepath.Dir(nd.logf)})
 	nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
 	if err := nd.cmd.Start(); err != nil {
 		c.t.Error(err)
