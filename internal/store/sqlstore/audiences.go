@@ -164,8 +164,14 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 		var old []string
 		json.Unmarshal([]byte(oldCols), &old)
 		cols = mergeCols(old, cols)
+		// A member already present takes the incoming values of the
+		// incoming columns and keeps the rest: a merge, never a replace.
+		merge := `json_patch(audience_members.data, excluded.data)`
+		if s.dialect == postgres {
+			merge = `audience_members.data || excluded.data`
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audience_members (audience_id, profile_id, data) SELECT $1, id, data FROM audience_pop WHERE true
-			ON CONFLICT (audience_id, profile_id) DO UPDATE SET data = excluded.data`, res.Audience); err != nil {
+			ON CONFLICT (audience_id, profile_id) DO UPDATE SET data = `+merge, res.Audience); err != nil {
 			return res, err
 		}
 	}

@@ -200,8 +200,27 @@ func testSaveAudience(t *testing.T, s store.Store) {
 		t.Fatalf("append: %+v %v", res, err)
 	}
 	d, _ = s.Audience(ctx, ws, id, 0, 10)
-	if strings.Join(d.Columns, ",") != "id,email,plan" || d.Rows[0]["plan"] != "pro" || d.Rows[0]["email"] != nil || d.Rows[4]["email"] != "e@x.es" {
+	// A member present on both sides keeps the columns the incoming
+	// population does not carry (p1's email), and takes those it does.
+	if strings.Join(d.Columns, ",") != "id,email,plan" || d.Rows[0]["plan"] != "pro" || d.Rows[0]["email"] != "a@x.fr" ||
+		d.Rows[2]["id"] != "p3" || d.Rows[2]["email"] != nil || d.Rows[2]["plan"] != "pro" || d.Rows[4]["email"] != "e@x.es" {
 		t.Fatalf("after append: %+v", d)
+	}
+	// Appending a population without columns changes no member's data.
+	bare := newCanvas(t, s, ws, fmt.Sprintf(`{"activities":{
+	  "all":{"type":"build_audience","config":{"rule":{"field":"age","op":"gt","value":0}}},
+	  "save":{"type":"save_audience","config":{"mode":"update","audience":%q,"update_mode":"append"}}},
+	  "transitions":[{"from":"all","to":"save"}]}`, id))
+	if res, err = bare.save("save"); err != nil || res.Added != 0 || res.Count != 5 {
+		t.Fatalf("append without columns: %+v %v", res, err)
+	}
+	after, _ := s.Audience(ctx, ws, id, 0, 10)
+	for i, row := range after.Rows {
+		for _, col := range []string{"email", "plan"} {
+			if row[col] != d.Rows[i][col] {
+				t.Errorf("append without columns changed %s of %s: %v, was %v", col, row["id"], row[col], d.Rows[i][col])
+			}
+		}
 	}
 	// Replace overwrites members and columns.
 	rep := newCanvas(t, s, ws, fmt.Sprintf(`{"activities":{
