@@ -31,6 +31,11 @@ type Restorer interface {
 	Restore(ctx context.Context, workspace, id string, version int64, user, name string) (rev int64, err error)
 }
 
+// Saver flushes a campaign's draft at once; autosave provides it.
+type Saver interface {
+	Save(ctx context.Context, workspace, id string, trigger campaign.Trigger) error
+}
+
 // Checker is one readiness dependency.
 type Checker struct {
 	Name  string
@@ -43,6 +48,9 @@ type Deps struct {
 	Signer   *auth.Signer
 	Status   StatusNotifier
 	Restorer Restorer
+	// Saver saves the draft before an archive, so that no acknowledged edit
+	// is left out of the archived campaign.
+	Saver    Saver
 	Sessions http.Handler // GET /v1/ws
 	Web      http.Handler // the editor, at /
 	Ready    []Checker

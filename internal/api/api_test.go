@@ -19,11 +19,27 @@ import (
 	"github.com/collab-dev/collab/internal/store/sqlstore"
 )
 
-type statusLog struct{ got []string }
+type statusLog struct {
+	got  []string
+	fail bool // Redis unreachable
+}
 
 func (s *statusLog) SetStatus(_ context.Context, id, status string) error {
+	if s.fail {
+		return errcode.New(errcode.Unavailable, "the draft store is unavailable")
+	}
 	s.got = append(s.got, id+":"+status)
 	return nil
+}
+
+type fakeSaver struct {
+	saves []string
+	err   error
+}
+
+func (f *fakeSaver) Save(_ context.Context, ws, id string, trigger campaign.Trigger) error {
+	f.saves = append(f.saves, id+":"+string(trigger))
+	return f.err
 }
 
 type fakeRestorer struct{ got string }
@@ -38,6 +54,7 @@ func (f *fakeRestorer) Restore(_ context.Context, ws, id string, v int64, user, 
 
 type fixture struct {
 	restorer *fakeRestorer
+	saver    *fakeSaver
 	t        *testing.T
 	srv      *httptest.Server
 	signer   *auth.Signer
@@ -52,8 +69,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	signer, _ := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	f := &fixture{t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}}
-	h := New(Deps{Store: st, Signer: signer, Status: f.status, Restorer: f.restorer, Limits: campaign.Limits{MaxDocBytes: 1024},
+	f := &fixture{t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}, saver: &fakeSaver{}}
+	h := New(Deps{Store: st, Signer: signer, Status: f.status, Restorer: f.restorer, Saver: f.saver, Limits: campaign.Limits{MaxDocBytes: 1024},
 		Ready: []Checker{{Name: "store", Check: st.Ping}, {Name: "fake", Check: func(context.Context) error { return f.ready }}}})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
@@ -130,6 +147,9 @@ func TestCampaignLifecycleOverHTTP(t *testing.T) {
 	}
 	if strings.Join(f.status.got, ",") != id+":active,"+id+":stopped,"+id+":active,"+id+":archived" {
 		t.Fatalf("status announcements %v", f.status.got)
+	}
+	if strings.Join(f.saver.saves, ",") != id+":archive" {
+		t.Fatalf("archive did not save the draft first: %v", f.saver.saves)
 	}
 	_, got = f.do("GET", "/v1/campaigns/"+id, ed, "")
 	if got["live"].(map[string]any)["name"] != "Spring sale" {
@@ -286,5 +306,32 @@ func TestProfilesAndAudiencesOverHTTP(t *testing.T) {
 		if code, body := f.do("GET", tc.path, tc.token, ""); code != tc.status {
 			t.Fatalf("%s: %d %v", tc.path, code, body)
 		}
+	}
+}
+
+// An archive that cannot reach Redis, or cannot save the draft first, does
+// not happen: the store keeps the campaign editable and Redis its status.
+func TestArchiveAllOrNothing(t *testing.T) {
+	f := newFixture(t)
+	admin := f.token("root", "w1", auth.Admin)
+	_, c := f.do("POST", "/v1/campaigns", admin, `{"name":"Keep"}`)
+	id := c["id"].(string)
+	f.status.fail = true
+	if code, body := f.do("POST", "/v1/campaigns/"+id+"/archive", admin, ""); code != 503 {
+		t.Fatalf("archive with Redis down: %d %v", code, body)
+	}
+	if _, got := f.do("GET", "/v1/campaigns/"+id, admin, ""); got["status"] != "draft" {
+		t.Fatalf("archived without Redis: %v", got)
+	}
+	f.status.fail = false
+	f.saver.err = errcode.New(errcode.Unavailable, "the database is unavailable")
+	if code, body := f.do("POST", "/v1/campaigns/"+id+"/archive", admin, ""); code != 503 {
+		t.Fatalf("archive with a failing save: %d %v", code, body)
+	}
+	if _, got := f.do("GET", "/v1/campaigns/"+id, admin, ""); got["status"] != "draft" {
+		t.Fatalf("archived without its last edits: %v", got)
+	}
+	if strings.Join(f.status.got, ",") != id+":archived,"+id+":draft" {
+		t.Fatalf("Redis status not put back: %v", f.status.got)
 	}
 }

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -108,22 +110,80 @@ func (s *server) transition(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, s.Log, err)
 		return
 	}
-	cp, err := s.Store.Transition(r.Context(), c.Workspace, chi.URLParam(r, "id"), a)
+	cp, err := s.applyTransition(r.Context(), c.Workspace, chi.URLParam(r, "id"), a)
 	if err != nil {
 		WriteError(w, s.Log, err)
 		return
-	}
-	if s.Status != nil {
-		if err := s.Status.SetStatus(r.Context(), cp.ID, string(cp.Status)); err != nil {
-			// The store changed; sessions learn it on their next join or reload.
-			s.Log.Warn("announce status", "campaign", cp.ID, "err", err)
-		}
 	}
 	live := cp.Live
 	if live == nil {
 		live = json.RawMessage("null")
 	}
 	writeJSON(w, http.StatusOK, campaignView{ID: cp.ID, Name: cp.Name, Status: cp.Status, Version: cp.Version, Live: live, Updated: cp.UpdatedAt})
+}
+
+// applyTransition changes a campaign's status in the store and in Redis,
+// where the edit script reads it. An archive goes to Redis first (no edit is
+// accepted after it), then the draft is saved (no acknowledged edit is left
+// out: the store refuses saves into an archived campaign), then the store;
+// a failure after the first step puts the Redis status back. Other changes
+// go to the store first; Redis only displays them, and is retried.
+func (s *server) applyTransition(ctx context.Context, ws, id string, a campaign.Action) (*campaign.Campaign, error) {
+	if s.Status == nil {
+		return s.Store.Transition(ctx, ws, id, a)
+	}
+	if a != campaign.Archive {
+		cp, err := s.Store.Transition(ctx, ws, id, a)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.setStatus(ctx, id, cp.Status); err != nil {
+			// Sessions learn it on their next join or reload.
+			s.Log.Warn("announce status", "campaign", id, "status", cp.Status, "err", err)
+		}
+		return cp, nil
+	}
+	before, err := s.Store.Campaign(ctx, ws, id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := before.Status.Next(a); err != nil {
+		return nil, err
+	}
+	if err := s.setStatus(ctx, id, campaign.Archived); err != nil {
+		return nil, fmt.Errorf("archive campaign %s: %w", id, err)
+	}
+	cp, err := func() (*campaign.Campaign, error) {
+		if s.Saver != nil {
+			if err := s.Saver.Save(ctx, ws, id, campaign.TriggerArchive); err != nil {
+				return nil, fmt.Errorf("archive campaign %s: save the draft first: %w", id, err)
+			}
+		}
+		return s.Store.Transition(ctx, ws, id, a)
+	}()
+	if err != nil {
+		if rerr := s.setStatus(context.WithoutCancel(ctx), id, before.Status); rerr != nil {
+			s.Log.Error("archive failed and the status in Redis could not be put back; the next open repairs it", "campaign", id, "err", rerr)
+		}
+		return nil, err
+	}
+	return cp, nil
+}
+
+// setStatus writes the status to Redis, retrying a few times over about two
+// seconds.
+func (s *server) setStatus(ctx context.Context, id string, status campaign.Status) error {
+	var err error
+	for delay := 100 * time.Millisecond; ; delay *= 3 {
+		if err = s.Status.SetStatus(ctx, id, string(status)); err == nil || delay > time.Second {
+			return err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return err
+		}
+	}
 }
 
 func (s *server) versions(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package autosave_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"sync"
@@ -469,7 +470,7 @@ func TestFlusherKilledMidFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw, _ := d.Doc.Marshal()
-		if _, err := c.Store.SaveDraft(ctx, store.DraftSave{Workspace: "w1", ID: id, BaseVersion: d.Saved.Version, RevFrom: 2, Rev: d.Rev, Doc: raw, By: "ann", Trigger: campaign.TriggerTimer}); err != nil {
+		if _, err := c.Store.SaveDraft(ctx, store.DraftSave{Workspace: "w1", ID: id, BaseVersion: d.Saved.Version, RevFrom: 2, Rev: d.Rev, Epoch: d.Epoch, Doc: raw, By: "ann", Trigger: campaign.TriggerTimer}); err != nil {
 			t.Fatal(err)
 		}
 		// After expiry the next flusher finds nothing new: no double version.
@@ -636,7 +637,9 @@ func editDirect(t *testing.T, c *sessiontest.Cluster, n *sessiontest.Node, id, n
 	t.Helper()
 	ctx := context.Background()
 	cp := saved(t, c, id)
-	head, err := n.Buf.Open(ctx, "w1", id, cp.Rev, string(cp.Status))
+	head, err := n.Buf.Open(ctx, "w1", id, cp.Rev, string(cp.Status), func(ctx context.Context, epoch string) error {
+		return c.Store.FenceEpoch(ctx, "w1", id, cp.Epoch, cp.Rev, epoch)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -675,7 +678,7 @@ func TestNeverClobberAnUnreadableDraft(t *testing.T) {
 		// at a rev ahead of Redis, which the next open turns into a new epoch.
 		raw := json.RawMessage(`{not json`)
 		cp := saved(t, c, id)
-		if _, err := c.Store.SaveDraft(ctx, store.DraftSave{Workspace: "w1", ID: id, BaseVersion: cp.Version, RevFrom: 1, Rev: 5, Doc: raw}); err != nil {
+		if _, err := c.Store.SaveDraft(ctx, store.DraftSave{Workspace: "w1", ID: id, BaseVersion: cp.Version, RevFrom: 1, Rev: 5, Epoch: cp.Epoch, Doc: raw}); err != nil {
 			t.Fatal(err)
 		}
 		editDirect(t, c, n, id, "more") // reopens at rev 5 (a new epoch), edit 6
@@ -689,6 +692,85 @@ func TestNeverClobberAnUnreadableDraft(t *testing.T) {
 		}
 		if _, ok, _ := n.Buf.OldestDirty(ctx); !ok {
 			t.Fatal("the unsaved edit was dropped")
+		}
+	})
+}
+
+// pausingStore holds the next draft save until released, as a node frozen
+// between building a flush and committing it would.
+type pausingStore struct {
+	store.Store
+	armed   atomic.Bool
+	held    chan struct{} // closed when a save is being held
+	release chan struct{}
+}
+
+func (p *pausingStore) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
+	if p.armed.CompareAndSwap(true, false) {
+		close(p.held)
+		<-p.release
+	}
+	return p.Store.SaveDraft(ctx, d)
+}
+
+// A flush built in one epoch and committed after Redis lost the buffer and a
+// new epoch reused its revs must not commit: the new epoch's acked edits
+// would never be saved (they are at revs the stale save already covers).
+func TestStaleFlushAcrossNewEpoch(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		ps := &pausingStore{Store: c.Store, held: make(chan struct{}), release: make(chan struct{})}
+		n, f := node(c, autosave.Options{Interval: time.Hour}, ps)
+		ctx := context.Background()
+		id := c.Campaign("w1", doc)
+		a := c.Connect(n, "ann", "w1", auth.Editor)
+		snap := a.Join(id)
+		oldEpoch := snap["epoch"]
+		for i := 0; i < 5; i++ {
+			a.Edit(id, int64(i), `[{"op":"replace","path":"/name","value":"old epoch `+string(rune('a'+i))+`"}]`)
+			want(t, a, "ack")
+		}
+		// The stale flush: built at rev 5 of the old epoch, held before SQL.
+		ps.armed.Store(true)
+		stale := make(chan error, 1)
+		go func() { _, err := f.Flush(ctx, id, campaign.TriggerTimer, false); stale <- err }()
+		<-ps.held
+		// Redis loses the buffer (a crash without its AOF): the next edit
+		// reopens it in a new epoch at the saved rev 0.
+		rdb := n.Buf.Redis()
+		keys, _ := rdb.Keys(ctx, n.Buf.Options().Prefix+":{"+id+"}:*").Result()
+		if len(keys) == 0 || rdb.Del(ctx, keys...).Err() != nil {
+			t.Fatalf("cannot drop the buffer: %v", keys)
+		}
+		a.Edit(id, 5, `[{"op":"replace","path":"/name","value":"lost?"}]`)
+		if m := want(t, a, "error"); m["code"] != "unavailable" {
+			t.Fatalf("edit on a lost buffer: %v", m)
+		}
+		want(t, a, "refresh")
+		snap = want(t, a, "snapshot")
+		if snap["epoch"] == oldEpoch || sessiontest.Num(snap["rev"]) != 0 {
+			t.Fatalf("no new epoch at rev 0: %v", snap)
+		}
+		// Three acked edits in the new epoch, at revs 1..3.
+		for i := 0; i < 3; i++ {
+			a.Edit(id, int64(i), `[{"op":"add","path":"/new`+string(rune('0'+i))+`","value":true}]`)
+			if m := want(t, a, "ack"); sessiontest.Num(m["rev"]) != int64(i+1) {
+				t.Fatalf("ack %v", m)
+			}
+		}
+		close(ps.release)
+		// The held save is refused by the fence; the flusher then rebuilds
+		// from the new epoch (or gives up), never commits the old content.
+		if err := <-stale; err != nil && !errors.Is(err, store.ErrEpochFenced) {
+			t.Fatalf("the stale flush ended with %v", err)
+		}
+		if _, err := f.Flush(ctx, id, campaign.TriggerManual, true); err != nil {
+			t.Fatal(err)
+		}
+		cp := saved(t, c, id)
+		var got map[string]any
+		json.Unmarshal(cp.Draft, &got)
+		if cp.Rev != 3 || got["new0"] != true || got["new1"] != true || got["new2"] != true {
+			t.Fatalf("the new epoch's acked edits are not all saved: rev %d %s", cp.Rev, cp.Draft)
 		}
 	})
 }

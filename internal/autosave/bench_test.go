@@ -42,7 +42,9 @@ func BenchmarkFlush_1000DirtyCampaigns(b *testing.B) {
 				ids[i] = c.Campaign("w1", doc)
 			}
 			cp, _ := c.Store.Campaign(ctx, "w1", ids[i])
-			head, err := n.Buf.Open(ctx, "w1", ids[i], cp.Rev, "draft")
+			head, err := n.Buf.Open(ctx, "w1", ids[i], cp.Rev, "draft", func(ctx context.Context, epoch string) error {
+				return c.Store.FenceEpoch(ctx, "w1", ids[i], cp.Epoch, cp.Rev, epoch)
+			})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -205,7 +205,7 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 		}
 		at := time.Now()
 		v, err := f.store.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: id, BaseVersion: saved.Version,
-			RevFrom: saved.Rev + 1, Rev: d.Rev, Doc: doc, By: d.Last, Authors: d.Authors, Trigger: trigger, At: at})
+			RevFrom: saved.Rev + 1, Rev: d.Rev, Epoch: d.Epoch, Doc: doc, By: d.Last, Authors: d.Authors, Trigger: trigger, At: at})
 		if errcode.Is(err, errcode.Conflict) && attempt < 3 {
 			continue // another flusher saved first (an expired lease): start from its save
 		}

@@ -15,7 +15,7 @@ import (
 // Restorer restores history versions as new edits.
 type Restorer struct {
 	Drafts interface {
-		Open(ctx context.Context, workspace, campaign string, savedRev int64, status string) (draft.Head, error)
+		Open(ctx context.Context, workspace, campaign string, savedRev int64, status string, fence func(ctx context.Context, epoch string) error) (draft.Head, error)
 		Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 		Apply(ctx context.Context, b draft.Batch) (draft.Result, error)
 		Publish(ctx context.Context, campaign string, msg []byte) error
@@ -23,6 +23,7 @@ type Restorer struct {
 	Store interface {
 		Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
 		Version(ctx context.Context, workspace, id string, version int64) (*campaign.Version, error)
+		FenceEpoch(ctx context.Context, workspace, id, from string, rev int64, next string) error
 	}
 }
 
@@ -48,7 +49,12 @@ func (r *Restorer) Restore(ctx context.Context, workspace, id string, v int64, u
 		if !saved.Status.Editable() {
 			return 0, errcode.New(errcode.Conflict, "campaign %s is %s and refuses edits", id, saved.Status)
 		}
-		head, err := r.Drafts.Open(ctx, workspace, id, saved.Rev, string(saved.Status))
+		head, err := r.Drafts.Open(ctx, workspace, id, saved.Rev, string(saved.Status), func(ctx context.Context, epoch string) error {
+			return r.Store.FenceEpoch(ctx, workspace, id, saved.Epoch, saved.Rev, epoch)
+		})
+		if errcode.Is(err, errcode.Conflict) {
+			continue // the saved draft moved under the fence: read it again
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -81,7 +87,7 @@ func (r *Restorer) Restore(ctx context.Context, workspace, id string, v int64, u
 				return res.Rev, err
 			}
 			return res.Rev, nil
-		case draft.Conflict, draft.EpochLost, draft.NoBuffer, draft.Restarted:
+		case draft.Conflict, draft.EpochLost, draft.NoBuffer, draft.Restarted, draft.Unfenced:
 			continue // an edit slipped in between: diff again
 		case draft.Archived:
 			return 0, errcode.New(errcode.Conflict, "campaign %s is archived and refuses edits", id)

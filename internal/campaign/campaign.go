@@ -83,7 +83,10 @@ type Campaign struct {
 	// Version counts saves: creation is 1 and every flush that writes adds one.
 	Version int64
 	// Rev is the draft revision the saved draft reflects (edits up to Rev).
-	Rev       int64
+	Rev int64
+	// Epoch is the draft epoch Rev counts in (the store's fence: a save
+	// must name it, and only opening a new epoch moves it).
+	Epoch     string
 	Draft     json.RawMessage
 	Live      json.RawMessage // nil until launched
 	CreatedAt time.Time
@@ -113,6 +116,7 @@ const (
 	TriggerShutdown Trigger = "shutdown"
 	TriggerPublish  Trigger = "publish"
 	TriggerRestore  Trigger = "restore"
+	TriggerArchive  Trigger = "archive"
 )
 
 // Version is one saved version in a campaign's history.

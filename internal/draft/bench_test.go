@@ -20,7 +20,7 @@ func BenchmarkEditScript(b *testing.B) {
 			rdb := testenv.RedisBackend{URL: url}.Client(b)
 			buf := New(rdb, Options{Prefix: "bench" + randHex(), MaxLog: 1 << 30})
 			ctx := context.Background()
-			head, err := buf.Open(ctx, "w", "c1", 0, "draft")
+			head, err := buf.Open(ctx, "w", "c1", 0, "draft", noFence)
 			if err != nil {
 				b.Fatal(err)
 			}

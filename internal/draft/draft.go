@@ -36,11 +36,14 @@ var (
 	flushedLua string
 	//go:embed presence.lua
 	presenceLua string
+	//go:embed confirm.lua
+	confirmLua string
 
 	editScript     = redis.NewScript(editLua)
 	openScript     = redis.NewScript(openLua)
 	flushedScript  = redis.NewScript(flushedLua)
 	presenceScript = redis.NewScript(presenceLua)
+	confirmScript  = redis.NewScript(confirmLua)
 )
 
 // Options tune a Buffer.
@@ -120,14 +123,33 @@ type Head struct {
 // Open makes sure the campaign's buffer exists and is not behind savedRev,
 // the rev of the draft the durable store holds. A buffer that is missing or
 // behind (Redis lost writes) starts a new epoch at savedRev.
-func (b *Buffer) Open(ctx context.Context, workspace, campaign string, savedRev int64, status string) (Head, error) {
+//
+// A new epoch accepts no edit until fence has moved the durable store's
+// epoch to it (store.FenceEpoch): only then is it confirmed here. An error
+// from fence is returned as it is; a conflict means the store moved since
+// the caller read it, and the caller reads it again and reopens.
+func (b *Buffer) Open(ctx context.Context, workspace, campaign string, savedRev int64, status string, fence func(ctx context.Context, epoch string) error) (Head, error) {
 	k := b.keys(campaign)
 	res, err := openScript.Run(ctx, b.rdb, []string{k.meta, k.paths, k.log, k.ids},
 		savedRev, newEpoch(), workspace, status).StringSlice()
 	if err != nil {
 		return Head{}, unavailable("open draft of "+campaign, err)
 	}
-	return Head{Rev: atoi(res[0]), Epoch: res[1], Floor: atoi(res[2]), Flushed: atoi(res[3]), Status: res[4], Created: res[5] == "1", Start: atoi(res[6])}, nil
+	h := Head{Rev: atoi(res[0]), Epoch: res[1], Floor: atoi(res[2]), Flushed: atoi(res[3]), Status: res[4], Created: res[5] == "1", Start: atoi(res[6])}
+	if res[7] != "1" {
+		return h, nil
+	}
+	if err := fence(ctx, h.Epoch); err != nil {
+		return Head{}, fmt.Errorf("fence epoch %s of %s: %w", h.Epoch, campaign, err)
+	}
+	ok, err := confirmScript.Run(ctx, b.rdb, []string{k.meta}, h.Epoch).Int()
+	if err != nil {
+		return Head{}, unavailable("confirm epoch of "+campaign, err)
+	}
+	if ok != 1 {
+		return Head{}, errcode.New(errcode.Conflict, "campaign %s: the draft epoch moved again while it opened", campaign)
+	}
+	return h, nil
 }
 
 // Head reads where the campaign's log stands; ok is false when the buffer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -31,6 +32,9 @@ func randHex() string {
 	return hex.EncodeToString(b)
 }
 
+// noFence stands for a durable store whose epoch always moves.
+func noFence(context.Context, string) error { return nil }
+
 type editor struct {
 	t    *testing.T
 	b    *Buffer
@@ -39,7 +43,7 @@ type editor struct {
 }
 
 func open(t *testing.T, b *Buffer) *editor {
-	h, err := b.Open(context.Background(), "w1", "c1", 0, "draft")
+	h, err := b.Open(context.Background(), "w1", "c1", 0, "draft", noFence)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +188,7 @@ func TestEpochs(t *testing.T) {
 	forEachRedis(t, Options{MaxLog: 3}, func(t *testing.T, b *Buffer) {
 		ctx := context.Background()
 		e := open(t, b)
-		again, _ := b.Open(ctx, "w1", "c1", 0, "draft")
+		again, _ := b.Open(ctx, "w1", "c1", 0, "draft", noFence)
 		if again.Epoch != e.head.Epoch || again.Created {
 			t.Fatalf("reopen changed epoch: %+v vs %+v", again, e.head)
 		}
@@ -193,7 +197,7 @@ func TestEpochs(t *testing.T) {
 		want(t, e.edit("A", 2, "", "/c"), Accepted, 3)
 		want(t, e.edit("A", 3, "", "/d"), Full, 3)
 		// SQL saved rev 7 but Redis says 3: Redis lost writes, new epoch from 7.
-		h, err := b.Open(ctx, "w1", "c1", 7, "draft")
+		h, err := b.Open(ctx, "w1", "c1", 7, "draft", noFence)
 		if err != nil || h.Epoch == e.head.Epoch || h.Rev != 7 || h.Floor != 7 || !h.Created {
 			t.Fatalf("behind: %+v %v", h, err)
 		}
@@ -318,7 +322,7 @@ func TestRedisRestartStartsANewEpoch(t *testing.T) {
 		b.rdb.HSet(ctx, b.keys("c1").meta, "run", "an-earlier-run")
 		time.Sleep(60 * time.Millisecond)
 		want(t, e.edit("A", 2, "x3", "/c"), Restarted, 2)
-		h, err := b.Open(ctx, "w1", "c1", 1, "draft")
+		h, err := b.Open(ctx, "w1", "c1", 1, "draft", noFence)
 		if err != nil || !h.Created || h.Epoch == e.head.Epoch || h.Rev != 2 || h.Start != 1 {
 			t.Fatalf("reopen after restart: %+v %v (old epoch %s)", h, err, e.head.Epoch)
 		}
@@ -328,8 +332,76 @@ func TestRedisRestartStartsANewEpoch(t *testing.T) {
 		e.head = h
 		want(t, e.edit("A", 2, "x2", "/b"), Duplicate, 2)
 		want(t, e.edit("A", 2, "x3", "/c"), Accepted, 3)
-		if again, _ := b.Open(ctx, "w1", "c1", 1, "draft"); again.Created || again.Epoch != h.Epoch {
+		if again, _ := b.Open(ctx, "w1", "c1", 1, "draft", noFence); again.Created || again.Epoch != h.Epoch {
 			t.Fatalf("a second open rotated again: %+v", again)
+		}
+	})
+}
+
+// A new epoch accepts nothing until the durable store's epoch moved to it: a
+// failed fence leaves it refusing edits, and the next open fences it.
+func TestNewEpochIsFencedBeforeEdits(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		var fenced []string
+		failing := func(context.Context, string) error { return errors.New("database down") }
+		if _, err := b.Open(ctx, "w1", "c1", 0, "draft", failing); err == nil {
+			t.Fatal("open succeeded without its fence")
+		}
+		h, _, _ := b.Head(ctx, "c1")
+		e := &editor{t: t, b: b, c: "c1", head: h}
+		want(t, e.edit("A", 0, "", "/a"), Unfenced, 0)
+		h, err := b.Open(ctx, "w1", "c1", 0, "draft", func(_ context.Context, epoch string) error {
+			fenced = append(fenced, epoch)
+			return nil
+		})
+		if err != nil || len(fenced) != 1 || fenced[0] != h.Epoch || !h.Created && h.Epoch != e.head.Epoch {
+			t.Fatalf("second open: %+v %v fenced %v", h, err, fenced)
+		}
+		e.head = h
+		want(t, e.edit("A", 0, "", "/a"), Accepted, 1)
+		// A fenced epoch is not fenced again.
+		if _, err := b.Open(ctx, "w1", "c1", 0, "draft", failing); err != nil {
+			t.Fatalf("reopen of a fenced epoch called the fence: %v", err)
+		}
+	})
+}
+
+// An archive whose status write never reached Redis is repaired by the next
+// open, which hears the store's status.
+func TestOpenRepairsArchivedStatus(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		want(t, e.edit("A", 0, "", "/a"), Accepted, 1)
+		if _, err := b.Open(context.Background(), "w1", "c1", 0, "archived", noFence); err != nil {
+			t.Fatal(err)
+		}
+		want(t, e.edit("A", 1, "", "/b"), Archived, 1)
+	})
+}
+
+// A client library's retry of an edit call that already ran (its reply was
+// lost with a stalled link) is the same edit: applied once, and reported to
+// the caller as accepted, not duplicate.
+func TestRetriedCallAppliesOnce(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		batch := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: 0, Session: "A", User: "u", Keys: []string{"/a"}, Writes: []bool{true}}
+		batch.Prefix, batch.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+		res, err := b.applyOnce(context.Background(), batch, "n1", "k1")
+		if err != nil || res.Outcome != Accepted || res.Rev != 1 {
+			t.Fatalf("first run: %+v %v", res, err)
+		}
+		res, err = b.applyOnce(context.Background(), batch, "n1", "k1")
+		if err != nil || res.Outcome != Accepted || res.Rev != 1 {
+			t.Fatalf("the retried run: %+v %v", res, err)
+		}
+		if h, _, _ := b.Head(context.Background(), "c1"); h.Rev != 1 {
+			t.Fatalf("applied twice: rev %d", h.Rev)
+		}
+		// Another call with the same dedup key (a client's resend) is a duplicate.
+		if res, _ := b.applyOnce(context.Background(), batch, "n2", "k1"); res.Outcome != Duplicate || res.Rev != 1 {
+			t.Fatalf("resend: %+v", res)
 		}
 	})
 }

@@ -48,6 +48,7 @@ const (
 	EpochLost Outcome = "epoch"     // the buffer has another epoch now
 	NoBuffer  Outcome = "noinit"    // the buffer is gone (Redis lost it)
 	Restarted Outcome = "restarted" // Redis restarted since the buffer was opened: reopen it
+	Unfenced  Outcome = "unfenced"  // a new epoch not yet fenced in the durable store: reopen it
 	Archived  Outcome = "archived"
 	Full      Outcome = "full"  // the unflushed log is at its bound
 	Valid     Outcome = "valid" // CheckOnly: no conflict
@@ -64,18 +65,27 @@ type Result struct {
 // campaign dirty for autosave (outside the script, because the dirty set is
 // not in the campaign's hash slot).
 func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
-	k := b.keys(batch.Campaign)
-	dedup := ""
+	// Every batch has a dedup key, the client's id or one of the server's
+	// own, and every call a nonce: the client library retries a call whose
+	// reply it did not get (a timeout), and after the link heals both copies
+	// may run. The second finds the first's entry; when the nonce is ours it
+	// is the same call, accepted once.
+	dedup := "\x01" + batch.Session + "\x00" + newEpoch()
 	if batch.ID != "" {
 		dedup = batch.User + "\x00" + batch.ID
 	}
+	return b.applyOnce(ctx, batch, newEpoch(), dedup)
+}
+
+func (b *Buffer) applyOnce(ctx context.Context, batch Batch, nonce, dedup string) (Result, error) {
+	k := b.keys(batch.Campaign)
 	now := time.Now().UnixMilli()
-	args := make([]any, 0, 9+2*len(batch.Keys))
+	args := make([]any, 0, 10+2*len(batch.Keys))
 	var maxLog any = b.opts.MaxLog
 	if batch.CheckOnly {
 		maxLog, dedup = "check", ""
 	}
-	args = append(args, batch.Epoch, batch.Base, batch.Session, dedup, batch.Prefix, batch.Suffix, now, k.channel, maxLog)
+	args = append(args, batch.Epoch, batch.Base, batch.Session, dedup, batch.Prefix, batch.Suffix, now, k.channel, maxLog, nonce)
 	for i, key := range batch.Keys {
 		w := "t"
 		if batch.Writes[i] {
@@ -114,8 +124,13 @@ func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
 		return Result{}, unavailable("apply edit to "+batch.Campaign, errors.Join(err, errors.New("short reply")))
 	}
 	r := Result{Outcome: Outcome(res[0]), Rev: atoi(res[1])}
-	if r.Outcome == Conflict {
+	switch r.Outcome {
+	case Conflict:
 		r.Conflicts = res[2:]
+	case Duplicate:
+		if len(res) > 2 && res[2] == nonce {
+			r.Outcome = Accepted // our own call, run twice by a retry
+		}
 	}
 	return r, nil
 }

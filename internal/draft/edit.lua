@@ -4,18 +4,22 @@
 --       5 entry prefix, 6 entry suffix (the update message is prefix..rev..suffix),
 --       7 now (ms), 8 channel, 9 max log length ("check": only report
 --       conflicts, apply nothing, answer {'valid', rev} when there are none),
---       10.. pairs of (conflict key, "w" for a write or "t" for a test)
+--       10 nonce (unique to this call: a client library's retry of the same
+--       call finds its own dedup entry and reports 'dup' with it),
+--       11.. pairs of (conflict key, "w" for a write or "t" for a test)
 -- Returns {status, rev, conflicting keys...} where status is one of
--- ok, dup, conflict, gap, ahead, epoch, noinit, restarted, archived, full.
+-- ok, dup (rev, nonce of the call that applied it), conflict, gap, ahead,
+-- epoch, noinit, restarted, unfenced, archived, full.
 --
 -- Per-path revisions live in the paths hash: "a"..P holds the writes exactly
 -- at P, "s"..P the writes at P or below it. Each value keeps the newest
 -- writer and the newest write by any other session ("r1 s1 r2 s2"), which is
 -- all a "rev by another session above base" question needs. The cost is
 -- O(ops x path depth), whatever the document's size.
-local meta = redis.call('HMGET', KEYS[1], 'rev', 'epoch', 'floor', 'status', 'run', 'checked')
+local meta = redis.call('HMGET', KEYS[1], 'rev', 'epoch', 'floor', 'status', 'run', 'checked', 'fence')
 if not meta[1] then return {'noinit', '0'} end
 if meta[2] ~= ARGV[1] then return {'epoch', meta[1], meta[2]} end
+if meta[7] == 'pending' then return {'unfenced', meta[1]} end
 -- A buffer from an earlier run of this server (a restart, a failover) may
 -- miss acknowledged writes: accept nothing until a reopen starts a new
 -- epoch. Asking the server its run id costs ~10 us, so it is asked at most
@@ -37,7 +41,10 @@ local base = tonumber(ARGV[2])
 local sess = ARGV[3]
 if ARGV[4] ~= '' then
   local prev = redis.call('HGET', KEYS[4], ARGV[4])
-  if prev then return {'dup', prev} end
+  if prev then
+    local r, n = string.match(prev, '^(%d+) ?(.*)$')
+    return {'dup', r, n}
+  end
 end
 if base > rev then return {'ahead', meta[1]} end
 if base < tonumber(meta[3]) then return {'gap', meta[1]} end
@@ -80,7 +87,7 @@ local function ancestors(p)
 end
 
 local ops = {}
-for i = 10, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   local key = ARGV[i]
   local op = {key = key, write = ARGV[i + 1] == 'w', anc = ancestors(key)}
   local fields = {'s' .. key, 'a' .. key}
@@ -144,6 +151,6 @@ if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
 local entry = ARGV[5] .. rev .. ARGV[6]
 redis.call('HSET', KEYS[1], 'rev', rev)
 redis.call('XADD', KEYS[3], rev .. '-1', 'u', entry, 't', ARGV[7], 'k', ARGV[4])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], rev) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], rev .. ' ' .. ARGV[10]) end
 redis.call('PUBLISH', ARGV[8], entry)
 return {'ok', tostring(rev)}

@@ -27,7 +27,7 @@ import (
 // Drafts is the Redis side of drafts that the hub uses; *draft.Buffer
 // implements it.
 type Drafts interface {
-	Open(ctx context.Context, workspace, campaign string, savedRev int64, status string) (draft.Head, error)
+	Open(ctx context.Context, workspace, campaign string, savedRev int64, status string, fence func(ctx context.Context, epoch string) error) (draft.Head, error)
 	Head(ctx context.Context, campaign string) (draft.Head, bool, error)
 	Apply(ctx context.Context, b draft.Batch) (draft.Result, error)
 	Log(ctx context.Context, campaign string, after, upto int64) ([]draft.Entry, error)
@@ -49,9 +49,11 @@ type Bus interface {
 	Unsubscribe(ctx context.Context, channel string)
 }
 
-// Campaigns reads saved campaigns; the durable store implements it.
+// Campaigns reads saved campaigns and fences new draft epochs; the durable
+// store implements it.
 type Campaigns interface {
 	Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
+	FenceEpoch(ctx context.Context, workspace, id, from string, rev int64, next string) error
 }
 
 // Saver flushes a campaign's draft to the durable store at once; autosave

@@ -162,7 +162,7 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	if err := h.bus.Subscribe(ctx, r.channel, r.onMessage); err != nil {
 		return err
 	}
-	head, doc, rev, err := r.open(ctx, c)
+	head, doc, rev, c, err := r.open(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -192,22 +192,36 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	return nil
 }
 
-// open makes sure the campaign's Redis buffer exists (a new epoch when it
-// was lost) and rebuilds the working draft from c and the log.
-func (r *room) open(ctx context.Context, c *campaign.Campaign) (draft.Head, campaign.Document, int64, error) {
-	head, err := r.hub.drafts.Open(ctx, r.ws, r.id, c.Rev, string(c.Status))
-	if err != nil {
-		return draft.Head{}, nil, 0, err
+// open makes sure the campaign's Redis buffer exists (a new epoch, fenced in
+// the store, when it was lost) and rebuilds the working draft from c and the
+// log. c is read again when the store moved under a fence.
+func (r *room) open(ctx context.Context, c *campaign.Campaign) (draft.Head, campaign.Document, int64, *campaign.Campaign, error) {
+	var head draft.Head
+	var err error
+	for attempt := 0; ; attempt++ {
+		saved := c
+		head, err = r.hub.drafts.Open(ctx, r.ws, r.id, saved.Rev, string(saved.Status), func(ctx context.Context, epoch string) error {
+			return r.hub.campaigns.FenceEpoch(ctx, r.ws, r.id, saved.Epoch, saved.Rev, epoch)
+		})
+		if err == nil {
+			break
+		}
+		if !errcode.Is(err, errcode.Conflict) || attempt >= 4 {
+			return draft.Head{}, nil, 0, nil, err
+		}
+		if c, err = r.hub.campaigns.Campaign(ctx, r.ws, r.id); err != nil {
+			return draft.Head{}, nil, 0, nil, err
+		}
 	}
 	if head.Created && head.Rev > head.Flushed {
 		// A new epoch over content Redis kept (it restarted): the dirty mark
 		// may be among the writes it lost, and unsaved edits must be saved.
 		if err := r.hub.drafts.MarkClean(ctx, r.id); err != nil {
-			return draft.Head{}, nil, 0, err
+			return draft.Head{}, nil, 0, nil, err
 		}
 	}
 	doc, rev, err := r.build(ctx, c)
-	return head, doc, rev, err
+	return head, doc, rev, c, err
 }
 
 // build returns the working draft, starting from c (already read) and
@@ -474,7 +488,7 @@ func (r *room) reloadLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	head, doc, rev, err := r.open(ctx, c)
+	head, doc, rev, c, err := r.open(ctx, c)
 	if err != nil {
 		return err
 	}

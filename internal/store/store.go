@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/collab-dev/collab/internal/audience"
@@ -29,7 +30,13 @@ type Campaigns interface {
 	// errcode.Conflict when the stored version is no longer BaseVersion or the
 	// stored rev is not below Rev: the first writer wins, and a stale flusher
 	// (the rev is its fencing token) can never overwrite a newer draft.
+	// It also refuses an archived campaign (ErrArchived) and a save of
+	// another draft epoch than the stored one (ErrEpochFenced).
 	SaveDraft(ctx context.Context, d DraftSave) (version int64, err error)
+	// FenceEpoch moves the stored draft epoch to next when it is still from
+	// and the saved rev still rev (or it is next already); ErrEpochFenced
+	// otherwise. A new Redis epoch accepts edits only once this succeeded.
+	FenceEpoch(ctx context.Context, workspace, id, from string, rev int64, next string) error
 	// Publish makes the saved draft of an active campaign live, adding a
 	// version; errcode.Conflict for any other status.
 	Publish(ctx context.Context, workspace, id, by string) (version int64, err error)
@@ -39,13 +46,21 @@ type Campaigns interface {
 	Version(ctx context.Context, workspace, id string, version int64) (*campaign.Version, error)
 }
 
+// Errors callers of SaveDraft and FenceEpoch tell apart (each also carries
+// errcode.Conflict).
+var (
+	ErrArchived    = errors.New("campaign archived")
+	ErrEpochFenced = errors.New("draft epoch fenced")
+)
+
 // DraftSave is one write of a campaign's saved draft.
 type DraftSave struct {
 	Workspace   string
 	ID          string
 	BaseVersion int64
-	RevFrom     int64 // first rev this save covers
-	Rev         int64 // last rev this save covers; must be above the stored rev
+	RevFrom     int64  // first rev this save covers
+	Rev         int64  // last rev this save covers; must be above the stored rev
+	Epoch       string // the draft epoch Rev counts in; must be the stored one
 	Doc         json.RawMessage
 	By          string
 	Authors     []string

@@ -43,7 +43,7 @@ func (s *DB) CreateCampaign(ctx context.Context, c *campaign.Campaign) error {
 	return s.wrap("create campaign "+c.ID, tx.Commit())
 }
 
-const campaignColumns = `id, workspace, name, status, version, rev, draft, live, created_at, updated_at, updated_by`
+const campaignColumns = `id, workspace, name, status, version, rev, epoch, draft, live, created_at, updated_at, updated_by`
 
 type scanner interface{ Scan(...any) error }
 
@@ -52,7 +52,7 @@ func scanCampaign(row scanner) (*campaign.Campaign, error) {
 	var draft string
 	var live sql.NullString
 	var created, updated int64
-	if err := row.Scan(&c.ID, &c.Workspace, &c.Name, &c.Status, &c.Version, &c.Rev, &draft, &live, &created, &updated, &c.UpdatedBy); err != nil {
+	if err := row.Scan(&c.ID, &c.Workspace, &c.Name, &c.Status, &c.Version, &c.Rev, &c.Epoch, &draft, &live, &created, &updated, &c.UpdatedBy); err != nil {
 		return nil, err
 	}
 	c.Draft = json.RawMessage(draft)
@@ -130,7 +130,8 @@ func (s *DB) Transition(ctx context.Context, workspace, id string, a campaign.Ac
 }
 
 // SaveDraft writes a new saved draft when the stored version is still
-// d.BaseVersion and the stored rev is below d.Rev.
+// d.BaseVersion, the stored rev is below d.Rev, the stored epoch is d.Epoch
+// and the campaign is not archived.
 func (s *DB) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
 	op := fmt.Sprintf("save draft of campaign %s", d.ID)
 	at := d.At
@@ -142,20 +143,28 @@ func (s *DB) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
 		return 0, s.wrap(op, err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE campaigns SET draft = $1, version = version + 1, rev = $2, updated_at = $3, updated_by = $4
-		WHERE workspace = $5 AND id = $6 AND version = $7 AND rev < $2`,
-		string(d.Doc), d.Rev, ms(at), d.By, d.Workspace, d.ID, d.BaseVersion)
+	// A stored epoch of "" was never fenced (a campaign saved before epochs
+	// were fenced): the first save records its epoch.
+	res, err := tx.ExecContext(ctx, `UPDATE campaigns SET draft = $1, version = version + 1, rev = $2, updated_at = $3, updated_by = $4, epoch = $8
+		WHERE workspace = $5 AND id = $6 AND version = $7 AND rev < $2 AND (epoch = $8 OR epoch = '') AND status <> $9`,
+		string(d.Doc), d.Rev, ms(at), d.By, d.Workspace, d.ID, d.BaseVersion, d.Epoch, campaign.Archived)
 	if err != nil {
 		return 0, s.wrap(op, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		var version, rev int64
-		err := tx.QueryRowContext(ctx, `SELECT version, rev FROM campaigns WHERE workspace = $1 AND id = $2`, d.Workspace, d.ID).Scan(&version, &rev)
-		if errors.Is(err, sql.ErrNoRows) {
+		var epoch string
+		var status campaign.Status
+		err := tx.QueryRowContext(ctx, `SELECT version, rev, epoch, status FROM campaigns WHERE workspace = $1 AND id = $2`, d.Workspace, d.ID).Scan(&version, &rev, &epoch, &status)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
 			return 0, notFound(d.ID)
-		}
-		if err != nil {
+		case err != nil:
 			return 0, s.wrap(op, err)
+		case status == campaign.Archived:
+			return 0, fmt.Errorf("%w: %w", store.ErrArchived, errcode.New(errcode.Conflict, "campaign %s is archived and keeps its last saved draft", d.ID))
+		case epoch != d.Epoch && epoch != "":
+			return 0, fmt.Errorf("%w: %w", store.ErrEpochFenced, errcode.New(errcode.Conflict, "campaign %s: the draft epoch moved (stored %q, this save is of %q)", d.ID, epoch, d.Epoch))
 		}
 		return 0, errcode.New(errcode.Conflict, "campaign %s: saved draft moved (version %d rev %d, this save expected version %d and writes rev %d)",
 			d.ID, version, rev, d.BaseVersion, d.Rev)
@@ -169,6 +178,24 @@ func (s *DB) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
 		return 0, s.wrap(op, err)
 	}
 	return v, nil
+}
+
+// FenceEpoch moves the campaign's draft epoch to next, if it is still from
+// at rev (what the caller read before opening next), or is next already.
+func (s *DB) FenceEpoch(ctx context.Context, workspace, id, from string, rev int64, next string) error {
+	op := fmt.Sprintf("fence draft epoch of campaign %s", id)
+	res, err := s.db.ExecContext(ctx, `UPDATE campaigns SET epoch = $1
+		WHERE workspace = $2 AND id = $3 AND ((epoch = $4 AND rev = $5) OR epoch = $1)`, next, workspace, id, from, rev)
+	if err != nil {
+		return s.wrap(op, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		if _, err := s.Campaign(ctx, workspace, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %w", store.ErrEpochFenced, errcode.New(errcode.Conflict, "campaign %s: the saved draft moved while epoch %s opened", id, next))
+	}
+	return nil
 }
 
 // Publish makes the saved draft of an active campaign live.

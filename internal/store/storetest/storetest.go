@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -32,6 +33,8 @@ func Run(t *testing.T, open Open) {
 		{"Lifecycle", testLifecycle},
 		{"SaveDraftVersionCheck", testSaveDraftVersionCheck},
 		{"SaveDraftFencing", testSaveDraftFencing},
+		{"EpochFence", testEpochFence},
+		{"ArchivedRefusesSaves", testArchivedRefusesSaves},
 		{"History", testHistory},
 		{"Publish", testPublish},
 		{"WorkspaceIsolation", testWorkspaceIsolation},
@@ -156,6 +159,76 @@ func testLifecycle(t *testing.T, s store.Store) {
 	stored, _ := s.Campaign(ctx, ws, c.ID)
 	if stored.Status != campaign.Archived {
 		t.Fatalf("stored status %s", stored.Status)
+	}
+}
+
+// An archived campaign keeps its last saved draft: a flush that raced the
+// archive (or a Redis that never heard of it) cannot write into it.
+func testArchivedRefusesSaves(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ws := ID("w_")
+	c := newCampaign(t, s, ws, `{"name":"kept"}`)
+	if _, err := s.Transition(ctx, ws, c.ID, campaign.Archive); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: c.ID, BaseVersion: 1, RevFrom: 1, Rev: 1, Doc: json.RawMessage(`{"name":"late"}`), Trigger: campaign.TriggerTimer})
+	wantCode(t, err, errcode.Conflict)
+	if !errors.Is(err, store.ErrArchived) {
+		t.Fatalf("want ErrArchived, got %v", err)
+	}
+	if got, _ := s.Campaign(ctx, ws, c.ID); string(got.Draft) != `{"name":"kept"}` || got.Version != 1 {
+		t.Fatalf("archived draft changed: %s v%d", got.Draft, got.Version)
+	}
+}
+
+// The draft epoch moves only by compare-and-set from what the opener read,
+// and every save must name the stored epoch.
+func testEpochFence(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ws := ID("w_")
+	c := newCampaign(t, s, ws, `{"name":"a"}`)
+	if c.Epoch != "" {
+		t.Fatalf("new campaign epoch %q", c.Epoch)
+	}
+	save := func(version, rev int64, epoch string) error {
+		_, err := s.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: c.ID, BaseVersion: version, RevFrom: rev, Rev: rev, Epoch: epoch,
+			Doc: json.RawMessage(fmt.Sprintf(`{"name":"r%d"}`, rev)), Trigger: campaign.TriggerTimer})
+		return err
+	}
+	if err := s.FenceEpoch(ctx, ws, c.ID, "", 0, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FenceEpoch(ctx, ws, c.ID, "", 0, "e1"); err != nil {
+		t.Fatalf("fencing the same epoch again: %v", err)
+	}
+	// A stale opener that read "" before e1 was fenced cannot move it.
+	if err := s.FenceEpoch(ctx, ws, c.ID, "", 0, "e0"); !errors.Is(err, store.ErrEpochFenced) {
+		t.Fatalf("stale fence: %v", err)
+	}
+	if err := save(1, 1, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	// An opener that read rev 0 cannot fence after a save moved the rev.
+	if err := s.FenceEpoch(ctx, ws, c.ID, "e1", 0, "e2"); !errors.Is(err, store.ErrEpochFenced) {
+		t.Fatalf("fence over a moved rev: %v", err)
+	}
+	if err := s.FenceEpoch(ctx, ws, c.ID, "e1", 1, "e2"); err != nil {
+		t.Fatal(err)
+	}
+	// A flush of the ended epoch is refused; one of the new epoch commits.
+	err := save(2, 2, "e1")
+	wantCode(t, err, errcode.Conflict)
+	if !errors.Is(err, store.ErrEpochFenced) {
+		t.Fatalf("old-epoch save: %v", err)
+	}
+	if err := save(2, 2, "e2"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Campaign(ctx, ws, c.ID); got.Epoch != "e2" || got.Rev != 2 {
+		t.Fatalf("stored epoch %q rev %d", got.Epoch, got.Rev)
+	}
+	if err := s.FenceEpoch(ctx, ID("w_"), c.ID, "e2", 2, "e3"); errcode.Of(err) != errcode.NotFound {
+		t.Fatalf("another workspace's fence: %v", err)
 	}
 }
 
