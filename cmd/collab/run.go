@@ -205,7 +205,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		DevWorkspace: devWorkspace,
 		Store:        s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
 		Restorer: &autosave.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher,
-		Limits:   campaign.DefaultLimits, Log: log.With("subsystem", "api"),
+		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(ctx context.Context) error { return up(metrics.RedisUp, s.rdb.Ping(ctx).Err()) }},
 			{Name: "store", Check: func(ctx context.Context) error { return up(metrics.StoreUp, s.store.Ping(ctx)) }},
