@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
@@ -89,15 +91,23 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 }
 
 // DecodeJSON reads a JSON body of at most limit bytes into v, refusing
+// text that is not UTF-8 (it would be stored and sent to browsers as is),
 // unknown fields and trailing data.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return errcode.New(errcode.TooLarge, "request body over %d bytes", limit)
 		}
+		return errcode.New(errcode.Invalid, "cannot read the request body: %v", err)
+	}
+	if !utf8.Valid(body) {
+		return errcode.New(errcode.Invalid, "request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return errcode.New(errcode.Invalid, "request body is empty; send a JSON object")
 		}

@@ -186,6 +186,8 @@ func TestBadHTTPInput(t *testing.T) {
 		{"empty body", "POST", "/v1/campaigns", ed, ``, 400, "bad_request"},
 		{"unknown field", "POST", "/v1/campaigns", ed, `{"name":"x","colour":"red"}`, 400, "bad_request"},
 		{"trailing data", "POST", "/v1/campaigns", ed, `{"name":"x"}{"name":"y"}`, 400, "bad_request"},
+		{"invalid UTF-8 in a name", "POST", "/v1/campaigns", ed, "{\"name\":\"x\xff\"}", 400, "bad_request"},
+		{"invalid UTF-8 in a document", "POST", "/v1/campaigns", ed, "{\"name\":\"x\",\"doc\":{\"k\":\"\xc3\"}}", 400, "bad_request"},
 		{"missing name", "POST", "/v1/campaigns", ed, `{"doc":{}}`, 400, "bad_request"},
 		{"doc not an object", "POST", "/v1/campaigns", ed, `{"name":"x","doc":[1]}`, 400, "bad_request"},
 		{"doc over the limit", "POST", "/v1/campaigns", ed, `{"name":"x","doc":{"pad":"` + strings.Repeat("p", 2000) + `"}}`, 413, "too_large"},
@@ -280,6 +282,15 @@ func TestProfilesAndAudiencesOverHTTP(t *testing.T) {
 	lines := m["error"].(map[string]any)["lines"].([]any)
 	if code != 400 || len(lines) != 1 || lines[0].(map[string]any)["line"].(float64) != 2 {
 		t.Fatalf("bad line: %d %v", code, m)
+	}
+	for _, body := range []struct{ typ, text string }{
+		{"application/x-ndjson", "{\"id\":\"p6\",\"city\":\"Par\xe9s\"}\n"},
+		{"text/csv", "id,city\np7,Par\xe9s\n"},
+	} {
+		code, m := post(ed, body.typ, body.text)
+		if lines, _ := m["error"].(map[string]any)["lines"].([]any); code != 400 || len(lines) != 1 {
+			t.Fatalf("%s with invalid UTF-8: %d %v", body.typ, code, m)
+		}
 	}
 	if code, m := post(ed, "text/csv", "name\nx\n"); code != 400 || errCode(m) != "bad_request" {
 		t.Fatalf("csv without id: %d %v", code, m)

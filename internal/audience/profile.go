@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Profile is one targetable person of a workspace: an id and attributes.
@@ -97,6 +98,11 @@ func NewDecoder(r io.Reader, format string) (*Decoder, error) {
 				return Profile{}, &LineError{Line: d.line, Reason: fmt.Sprintf("%d fields, the header has %d", len(rec), len(header))}
 			}
 			attrs := make(map[string]any, len(rec))
+			for _, v := range rec {
+				if !utf8.ValidString(v) {
+					return Profile{}, &LineError{Line: d.line, Reason: "not valid UTF-8"}
+				}
+			}
 			for i, v := range rec {
 				if i != idCol && v != "" {
 					attrs[header[i]] = csvValue(v)
@@ -125,6 +131,9 @@ func (d *Decoder) Next() (Profile, error) { return d.next() }
 func profileFromJSON(line []byte, n int) (Profile, error) {
 	if line[0] != '{' {
 		return Profile{}, &LineError{Line: n, Reason: "not a JSON object"}
+	}
+	if !utf8.Valid(line) {
+		return Profile{}, &LineError{Line: n, Reason: "not valid UTF-8"}
 	}
 	var head struct {
 		ID json.RawMessage `json:"id"`

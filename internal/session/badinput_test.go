@@ -49,7 +49,8 @@ func TestBadRequests(t *testing.T) {
 			{"bad campaign id", `{"type":"join","campaign":"../etc"}`, "bad_request"},
 			{"another workspace's campaign", `{"type":"join","campaign":"` + other + `"}`, "not_found"},
 			{"missing campaign", `{"type":"join","campaign":"c_nope"}`, "not_found"},
-			{"second hello", `{"type":"hello","token":"x"}`, "bad_request"},
+			{"renewal with a forged token", `{"type":"hello","token":"x"}`, "unauthorized"},
+			{"renewal as another user", `{"type":"hello","token":"` + c.Token("mallory", "w1", auth.Admin) + `"}`, "forbidden"},
 			{"bad batch id", `{"type":"edit","campaign":"` + id + `","base":0,"id":{"a":1},"ops":[{"op":"add","path":"/x","value":1}]}`, "bad_request"},
 		}
 		for _, tc := range cases {
@@ -201,14 +202,23 @@ func TestFrameAndRateLimits(t *testing.T) {
 		a.Join(id)
 		// Over the burst: rate_limited errors, and the session stays open.
 		for i := 0; i < 30; i++ {
-			a.Send(map[string]any{"type": "tab", "campaign": id, "tab": "x"})
+			a.Send(map[string]any{"type": "tab", "campaign": id, "tab": "x", "ref": i})
 		}
 		limited := 0
+		refs := map[int64]bool{}
 		for i := 0; i < 30; i++ {
 			m := a.Next()
+			if refs[sessiontest.Num(m["ref"])] {
+				t.Fatalf("ref %v answered twice", m["ref"])
+			}
+			refs[sessiontest.Num(m["ref"])] = true
 			if m["type"] == "error" && m["code"] == "rate_limited" {
 				limited++
 			}
+		}
+		// Every refused request is named by its ref.
+		if len(refs) != 30 {
+			t.Fatalf("refs answered: %v", refs)
 		}
 		if limited < 15 {
 			t.Fatalf("only %d of 30 rate limited", limited)

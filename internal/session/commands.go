@@ -37,6 +37,9 @@ func (s *Session) join(req *Request) error {
 	if s.joined[req.Campaign] != nil {
 		return errcode.New(errcode.Invalid, "already joined campaign %s", req.Campaign)
 	}
+	if max := s.hub.cfg.MaxJoined; len(s.joined) >= max {
+		return errcode.New(errcode.TooLarge, "a session may join at most %d campaigns at once; leave one first", max)
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
 	defer cancel()
 	c, err := s.hub.campaigns.Campaign(ctx, s.claims.Workspace, req.Campaign)
@@ -75,7 +78,7 @@ func (r *room) join(ctx context.Context, m *member, req *Request) error {
 		if int64(len(entries)) == r.rev-since && (len(entries) == 0 || entries[0].Rev == since+1) {
 			r.members[m.s] = m
 			for _, e := range entries {
-				m.s.Send(e.Msg)
+				m.s.send(outMsg{b: e.Msg, kind: kindUpdate, campaign: r.id})
 			}
 			m.s.Send(encode("joined", req.Ref, Msg{"campaign": r.id, "rev": r.rev, "epoch": r.epoch}))
 			return nil
@@ -86,7 +89,7 @@ func (r *room) join(ctx context.Context, m *member, req *Request) error {
 		r.resyncLocked(m, req)
 		return nil
 	}
-	m.s.Send(r.snapshotLocked(req.Ref))
+	m.s.send(r.snapshotLocked(req.Ref))
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -73,8 +74,16 @@ type Config struct {
 	RatePerSec   float64       // requests per second per session (100)
 	RateBurst    int           // burst (200)
 	HelloTimeout time.Duration // 5 s
-	WriteTimeout time.Duration // per frame (10 s)
+	WriteTimeout time.Duration // per writer pass, one write(2) (10 s)
 	PingInterval time.Duration // keepalive (25 s)
+	PongTimeout  time.Duration // a ping's pong must arrive within (the ping interval)
+	// SnapshotBytes bounds the snapshots queued for a session, apart from
+	// QueueBytes, so a resync of a document near its size limit always fits
+	// (8 MiB).
+	SnapshotBytes int
+	// MaxJoined caps the campaigns one session has joined at once (20):
+	// each is a room with a document copy up to 1 MiB and a subscription.
+	MaxJoined int
 	Limits       campaign.Limits
 	Origins      auth.Origins
 	// Node names this process in logs and presence.
@@ -102,6 +111,15 @@ func (c *Config) defaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = c.PingInterval
+	}
+	if c.SnapshotBytes <= 0 {
+		c.SnapshotBytes = 8 << 20
+	}
+	if c.MaxJoined <= 0 {
+		c.MaxJoined = 20
 	}
 	if c.Limits.MaxDocBytes <= 0 {
 		c.Limits = campaign.DefaultLimits
@@ -145,20 +163,26 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 	return h
 }
 
-// pinger asks every session for a keepalive ping each PingInterval: one
-// goroutine for the node instead of a ticker per session.
+// pinger asks each session for a keepalive ping every PingInterval: one
+// goroutine for the node instead of a ticker per session, and each
+// session's pings at its own phase (set at random when it opened), so that
+// ten thousand sessions do not all ping on one tick.
 func (h *Hub) pinger() {
 	defer close(h.pingerDone)
-	t := time.NewTicker(h.cfg.PingInterval)
+	step := min(h.cfg.PingInterval/20, 250*time.Millisecond)
+	t := time.NewTicker(step)
 	defer t.Stop()
 	for {
 		select {
 		case <-h.ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			h.mu.Lock()
 			for s := range h.sessions {
-				s.out.requestPing()
+				if now.After(s.nextPing) {
+					s.nextPing = now.Add(h.cfg.PingInterval)
+					s.out.requestPing()
+				}
 			}
 			h.mu.Unlock()
 		}
@@ -206,7 +230,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, errcode.New(errcode.Unavailable, "this node is shutting down"))
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijackWriter{ResponseWriter: w}
+	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above, against our own allow-list
 		CompressionMode:    websocket.CompressionDisabled,
@@ -215,7 +240,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("websocket accept", "err", err)
 		return
 	}
-	s := h.newSession(conn, claims)
+	s := h.newSession(conn, hw.conn, claims)
 	if s == nil {
 		conn.Close(websocket.StatusGoingAway, "shutting down")
 		return
@@ -241,13 +266,14 @@ func httpError(w http.ResponseWriter, err error) {
 	fmt.Fprintf(w, "{\"error\":{\"code\":%q,\"message\":%q}}\n", code, errcode.Message(err))
 }
 
-func (h *Hub) newSession(conn *websocket.Conn, claims *auth.Claims) *Session {
+func (h *Hub) newSession(conn *websocket.Conn, raw *batchConn, claims *auth.Claims) *Session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closing {
 		return nil
 	}
-	s := newSession(h, conn, claims)
+	s := newSession(h, conn, raw, claims)
+	s.nextPing = time.Now().Add(time.Duration(mathrand.Int64N(int64(h.cfg.PingInterval))))
 	h.sessions[s] = struct{}{}
 	h.wg.Add(1)
 	metrics.Sessions.Inc()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -70,6 +71,26 @@ func DecodeRequest(data []byte) (*Request, error) {
 	}
 	req.Raw = data
 	return &req, nil
+}
+
+// cheapRefLimit bounds the frames whose ref is read when the frame itself is
+// refused before decoding (rate limited, not UTF-8): reading it must cost
+// less than serving the request would.
+const cheapRefLimit = 8 << 10
+
+// cheapRef returns a refused frame's ref when the frame is small enough to
+// read it cheaply and the ref is well formed; nil otherwise.
+func cheapRef(data []byte) json.RawMessage {
+	if len(data) > cheapRefLimit {
+		return nil
+	}
+	var r struct {
+		Ref json.RawMessage `json:"ref"`
+	}
+	if json.Unmarshal(data, &r) != nil || len(r.Ref) == 0 || !utf8.Valid(r.Ref) || !validRef(r.Ref) {
+		return nil
+	}
+	return r.Ref
 }
 
 func validRef(r json.RawMessage) bool {

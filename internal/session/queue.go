@@ -2,51 +2,128 @@ package session
 
 import "sync"
 
+// kind tells the queue what a message is, for the two rules that depend on
+// it: a snapshot supersedes the updates of its campaign queued before it,
+// and snapshots are bounded apart from the rest.
+type kind uint8
+
+const (
+	kindOther kind = iota
+	kindUpdate
+	kindSnapshot
+)
+
+type outMsg struct {
+	b        []byte
+	kind     kind
+	campaign string // for updates and snapshots
+}
+
 // queue is a session's outgoing messages, bounded in bytes. Pushing never
 // blocks: a push that would overflow the bound fails, and the session is
 // then closed as too slow instead of ever stalling the room that fans out.
 //
+// Slowness is judged on what the session fails to drain, not on one large
+// message: snapshots (up to a whole document each) count against a bound of
+// their own, and a snapshot drops the queued updates of its campaign, which
+// it already contains.
+//
 // The queue also decides when the session's writer goroutine runs: only
-// while there is something to write (a message or a keepalive ping), so an
-// idle session costs no goroutine but its reader. Deciding under the same
-// lock as the messages leaves no lost wake-up.
+// while there is something to write (a message, a keepalive ping, a final
+// close), so an idle session costs no goroutine but its reader. Deciding
+// under the same lock as the messages leaves no lost wake-up.
 type queue struct {
-	mu      sync.Mutex // guards the following fields
-	msgs    [][]byte
-	bytes   int
-	closed  bool
-	ping    bool // a keepalive ping is due
-	writing bool // a writer goroutine is running
+	mu        sync.Mutex // guards the following fields
+	msgs      []outMsg
+	bytes     int // queued bytes other than snapshots
+	snapBytes int
+	closed    bool
+	ping      bool // a keepalive ping is due
+	final     *closing
+	ending    bool // finish was called: the session is on its way out
+	writing   bool // a writer goroutine is running
 
-	limit int
-	start func() // starts a writer goroutine; called with mu held
+	limit, snapLimit int
+	start            func() // starts a writer goroutine; called with mu held
 }
 
-func newQueue(limit int, start func()) *queue {
-	return &queue{limit: limit, start: start}
+// closing is a close the writer performs once it has written everything
+// queued before it.
+type closing struct {
+	code   int
+	reason string
 }
 
-// push appends msg; false when the queue is over its bound or closed.
-func (q *queue) push(msg []byte) bool {
+func newQueue(limit, snapLimit int, start func()) *queue {
+	return &queue{limit: limit, snapLimit: snapLimit, start: start}
+}
+
+// push appends msg; false when the queue is over its bound or closed (or
+// closing).
+func (q *queue) push(m outMsg) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || q.bytes+len(msg) > q.limit && len(q.msgs) > 0 {
+	if q.closed || q.final != nil {
 		return false
 	}
-	q.msgs = append(q.msgs, msg)
-	q.bytes += len(msg)
+	if m.kind == kindSnapshot {
+		if q.snapBytes > 0 && q.snapBytes+len(m.b) > q.snapLimit {
+			return false
+		}
+		q.dropUpdates(m.campaign)
+		q.snapBytes += len(m.b)
+	} else {
+		if q.bytes > 0 && q.bytes+len(m.b) > q.limit {
+			return false
+		}
+		q.bytes += len(m.b)
+	}
+	q.msgs = append(q.msgs, m)
 	q.wake()
 	return true
+}
+
+// dropUpdates removes the queued updates of a campaign (a snapshot of it
+// follows them and contains them).
+func (q *queue) dropUpdates(campaign string) {
+	kept := q.msgs[:0]
+	for _, m := range q.msgs {
+		if m.kind == kindUpdate && m.campaign == campaign {
+			q.bytes -= len(m.b)
+			continue
+		}
+		kept = append(kept, m)
+	}
+	clear(q.msgs[len(kept):])
+	q.msgs = kept
 }
 
 // requestPing asks the writer for a keepalive ping.
 func (q *queue) requestPing() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.closed {
+	if !q.closed && q.final == nil {
 		q.ping = true
 		q.wake()
 	}
+}
+
+// finish replaces everything queued with last (dropped content is what the
+// session may no longer see) and has the writer close with code once it is
+// written. Later pushes fail.
+func (q *queue) finish(last []byte, code int, reason string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.final != nil {
+		return
+	}
+	clear(q.msgs)
+	q.msgs = append(q.msgs[:0], outMsg{b: last})
+	q.bytes, q.snapBytes = len(last), 0
+	q.ping = false
+	q.final = &closing{code: code, reason: reason}
+	q.ending = true
+	q.wake()
 }
 
 func (q *queue) wake() {
@@ -57,26 +134,41 @@ func (q *queue) wake() {
 }
 
 // take moves everything queued into `into` and reports whether a ping is
-// due. With nothing to do it marks the writer stopped and returns done: the
-// writer goroutine must then exit.
-func (q *queue) take(into [][]byte) (msgs [][]byte, ping, done bool) {
+// due and whether to close after writing. With nothing to do it marks the
+// writer stopped and returns done: the writer goroutine must then exit.
+func (q *queue) take(into []outMsg) (msgs []outMsg, ping bool, final *closing, done bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.msgs) == 0 && !q.ping || q.closed {
+	if q.closed || len(q.msgs) == 0 && !q.ping && q.final == nil {
 		q.writing = false
-		return into, false, true
+		return into, false, nil, true
 	}
 	into = append(into, q.msgs...)
 	clear(q.msgs)
-	q.msgs = q.msgs[:0]
-	q.bytes = 0
+	if cap(q.msgs) > 256 {
+		q.msgs = nil // a burst's backing array is not kept by an idle session
+	} else {
+		q.msgs = q.msgs[:0]
+	}
+	q.bytes, q.snapBytes = 0, 0
 	ping, q.ping = q.ping, false
-	return into, ping, false
+	final, q.final = q.final, nil
+	if final != nil {
+		q.closed = true
+	}
+	return into, ping, final, false
+}
+
+// finishing reports whether finish was called.
+func (q *queue) finishing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.ending
 }
 
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
-	q.msgs, q.bytes = nil, 0
+	q.msgs, q.bytes, q.snapBytes = nil, 0, 0
 	q.mu.Unlock()
 }

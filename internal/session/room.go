@@ -320,7 +320,7 @@ func (r *room) handleLocked(msg []byte) {
 			snap := r.snapshotLocked(nil)
 			for _, m := range r.members {
 				m.s.Send(msg)
-				m.s.Send(snap)
+				m.s.send(snap)
 			}
 		}
 		if r.rev >= ev.Rev {
@@ -417,7 +417,7 @@ func (r *room) applyLocked(c committed, rev int64) {
 	}
 	for s, m := range r.members {
 		if s.id != author {
-			m.s.Send(c.msg)
+			m.s.send(outMsg{b: c.msg, kind: kindUpdate, campaign: r.id})
 		}
 	}
 }
@@ -520,16 +520,16 @@ func (r *room) resyncLocked(m *member, req *Request) {
 		ref = req.Ref
 	}
 	m.s.Send(encode("refresh", ref, Msg{"campaign": r.id, "rev": r.rev, "reason": "gap", "paths": []string{}, "values": map[string]any{}}))
-	m.s.Send(r.snapshotLocked(ref))
+	m.s.send(r.snapshotLocked(ref))
 }
 
-func (r *room) snapshotLocked(ref json.RawMessage) []byte {
+func (r *room) snapshotLocked(ref json.RawMessage) outMsg {
 	doc, err := r.doc.Marshal()
 	if err != nil {
 		doc = []byte("{}")
 	}
-	return encode("snapshot", ref, Msg{"campaign": r.id, "status": r.status, "rev": r.rev, "epoch": r.epoch,
-		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "epoch_start": r.start, "editors": r.editorsLocked()})
+	return outMsg{kind: kindSnapshot, campaign: r.id, b: encode("snapshot", ref, Msg{"campaign": r.id, "status": r.status, "rev": r.rev, "epoch": r.epoch,
+		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "epoch_start": r.start, "editors": r.editorsLocked()})}
 }
 
 func (r *room) editorsLocked() []draft.Presence {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -19,10 +20,11 @@ import (
 
 // Session is one WebSocket connection. Its reader goroutine decodes and
 // dispatches requests one at a time (so a session's edits are ordered); its
-// writer goroutine drains the send queue.
+// writer goroutine drains the send queue, each pass in one write(2).
 type Session struct {
 	hub  *Hub
 	conn *websocket.Conn
+	raw  *batchConn
 	id   string
 	out  *queue
 
@@ -34,24 +36,30 @@ type Session struct {
 	limiter *rate.Limiter
 	joined  map[string]*member
 
-	authed    atomic.Bool // set once hello (or the bearer header) succeeded
+	authed    atomic.Bool  // set once hello (or the bearer header) succeeded
+	expires   atomic.Int64 // the token's exp (Unix ns), 0 for none
+	expiry    *time.Timer  // ends the session when the token expires
+	nextPing  time.Time    // guarded by hub.mu
 	closeOnce sync.Once
-	wg        sync.WaitGroup // helper goroutines (close handshakes, async commands)
+	wg        sync.WaitGroup // helper goroutines (close handshakes, pings, async commands)
 	writers   sync.WaitGroup // the writer goroutine, while it runs
 }
 
-func newSession(h *Hub, conn *websocket.Conn, claims *auth.Claims) *Session {
+func newSession(h *Hub, conn *websocket.Conn, raw *batchConn, claims *auth.Claims) *Session {
 	b := make([]byte, 9)
 	rand.Read(b)
 	ctx, cancel := context.WithCancel(h.ctx)
 	conn.SetReadLimit(h.cfg.MaxMessage)
-	s := &Session{hub: h, conn: conn, id: "s" + hex.EncodeToString(b),
-		ctx: ctx, cancel: cancel, claims: claims,
+	s := &Session{hub: h, conn: conn, raw: raw, id: "s" + hex.EncodeToString(b),
+		ctx: ctx, cancel: cancel,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.RatePerSec), h.cfg.RateBurst), joined: map[string]*member{}}
-	s.out = newQueue(h.cfg.QueueBytes, func() {
+	s.out = newQueue(h.cfg.QueueBytes, h.cfg.SnapshotBytes, func() {
 		s.writers.Add(1)
 		go s.writer()
 	})
+	if claims != nil {
+		s.authenticate(claims)
+	}
 	return s
 }
 
@@ -71,11 +79,13 @@ func (s *Session) Context() context.Context { return s.ctx }
 
 // Send queues an encoded message; a full queue closes the session as too
 // slow and reports false.
-func (s *Session) Send(msg []byte) bool {
-	if s.out.push(msg) {
+func (s *Session) Send(msg []byte) bool { return s.send(outMsg{b: msg}) }
+
+func (s *Session) send(m outMsg) bool {
+	if s.out.push(m) {
 		return true
 	}
-	if s.ctx.Err() == nil {
+	if s.ctx.Err() == nil && !s.out.finishing() {
 		metrics.SlowClosed.Inc()
 		s.hub.log.Info("session too slow, closing", "session", s.id)
 		s.closeWith(CloseTooSlow, "too slow: rejoin with since")
@@ -94,6 +104,10 @@ func (s *Session) ReplyError(req *Request, err error) {
 	if req != nil {
 		ref = req.Ref
 	}
+	s.replyError(ref, err)
+}
+
+func (s *Session) replyError(ref []byte, err error) {
 	code := errcode.Of(err)
 	metrics.Errors.WithLabelValues(string(code)).Inc()
 	if code == errcode.Internal {
@@ -126,25 +140,71 @@ func (s *Session) closeWith(code websocket.StatusCode, reason string) {
 	})
 }
 
+// authenticate installs the session's claims (hello, a bearer header, or a
+// renewal) and arms the expiry timer on the token's exp.
+func (s *Session) authenticate(c *auth.Claims) {
+	s.claims = c
+	s.authed.Store(true)
+	if c.Expires.IsZero() {
+		s.expires.Store(0)
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
+		return
+	}
+	s.expires.Store(c.Expires.UnixNano())
+	d := time.Until(c.Expires)
+	if s.expiry == nil {
+		s.expiry = time.AfterFunc(d, s.expire)
+	} else {
+		s.expiry.Reset(d)
+	}
+}
+
+// expire ends a session whose token expired: whatever it still had queued
+// is dropped (it may not see it any more), the unauthorized error is the
+// last message it gets, then the 4100 close.
+func (s *Session) expire() {
+	exp := s.expires.Load()
+	if exp == 0 || time.Now().UnixNano() < exp {
+		return // renewed meanwhile
+	}
+	metrics.Errors.WithLabelValues(string(errcode.Unauthorized)).Inc()
+	s.out.finish(encodeError(nil, errcode.New(errcode.Unauthorized, "token expired; reconnect with a new token")),
+		int(CloseTokenExpired), "token expired")
+	s.cancel()
+}
+
+// expired reports whether the token's exp has passed.
+func (s *Session) expired() bool {
+	exp := s.expires.Load()
+	return exp != 0 && time.Now().UnixNano() >= exp
+}
+
 func (s *Session) serve() {
 	defer s.hub.removeSession(s)
 	var helloTimer *time.Timer
-	if s.claims == nil {
+	if !s.authed.Load() {
 		helloTimer = time.AfterFunc(s.hub.cfg.HelloTimeout, func() {
 			if !s.authed.Load() {
 				s.closeWith(websocket.StatusPolicyViolation, "no valid hello in time")
 			}
 		})
 	} else {
-		s.authed.Store(true)
 		s.welcome(nil)
 	}
 	s.reader()
 	if helloTimer != nil {
 		helloTimer.Stop()
 	}
-	s.closeWith(websocket.StatusNormalClosure, "")
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	if !s.out.finishing() {
+		s.closeWith(websocket.StatusNormalClosure, "")
+	}
 	s.writers.Wait()
+	s.closeWith(websocket.StatusNormalClosure, "")
 	s.leaveAll()
 	s.wg.Wait()
 	s.conn.CloseNow()
@@ -170,12 +230,21 @@ func (s *Session) reader() {
 			}
 			return
 		}
+		if s.out.finishing() || s.ctx.Err() != nil {
+			return
+		}
 		if typ != websocket.MessageText {
 			s.ReplyError(nil, errcode.New(errcode.Invalid, "binary frames are not accepted; send JSON text frames"))
 			continue
 		}
 		if !s.limiter.Allow() {
-			s.ReplyError(nil, errcode.New(errcode.RateLimited, "too many requests; slow down"))
+			s.replyError(cheapRef(data), errcode.New(errcode.RateLimited, "too many requests; slow down"))
+			continue
+		}
+		if !utf8.Valid(data) {
+			// A browser fails the whole connection on a text frame that is
+			// not UTF-8: nothing of this frame may reach a teammate.
+			s.replyError(cheapRef(data), errcode.New(errcode.Invalid, "the frame is not valid UTF-8"))
 			continue
 		}
 		req, err := DecodeRequest(data)
@@ -184,9 +253,8 @@ func (s *Session) reader() {
 			continue
 		}
 		metrics.Messages.WithLabelValues(s.hub.metricType(req.Type)).Inc()
-		if s.claims != nil && !s.claims.Expires.IsZero() && time.Now().After(s.claims.Expires) {
-			s.ReplyError(req, errcode.New(errcode.Unauthorized, "token expired"))
-			s.closeWith(CloseTokenExpired, "token expired")
+		if s.expired() {
+			s.expire()
 			return
 		}
 		if err := s.dispatch(req); err != nil {
@@ -231,51 +299,80 @@ func (s *Session) dispatch(req *Request) error {
 	return errcode.New(errcode.Invalid, "unknown message type %q", req.Type)
 }
 
+// hello authenticates the session, or renews it: a hello with a fresh token
+// of the same user and workspace replaces the claims (and their exp) and
+// keeps every joined campaign.
 func (s *Session) hello(req *Request) error {
-	if s.claims != nil {
-		return errcode.New(errcode.Invalid, "already authenticated")
-	}
 	c, err := s.hub.signer.Verify(req.Token)
 	if err != nil {
 		return err
 	}
-	s.claims = &c
-	s.authed.Store(true)
+	if s.claims != nil && (c.User != s.claims.User || c.Workspace != s.claims.Workspace) {
+		return errcode.New(errcode.Forbidden, "a renewal token must be for the same user and workspace; reconnect to switch")
+	}
+	s.authenticate(&c)
 	s.welcome(req)
 	return nil
 }
 
 // writer drains the queue and exits when it is empty; the queue starts it
-// again on the next message or keepalive ping.
+// again on the next message, keepalive ping or close. Each pass goes out in
+// one write(2) with one deadline, however many frames it holds.
 func (s *Session) writer() {
 	defer s.writers.Done()
-	var batch [][]byte
+	var batch []outMsg
 	for {
 		var ping, done bool
-		batch, ping, done = s.out.take(batch[:0])
+		var final *closing
+		batch, ping, final, done = s.out.take(batch[:0])
 		if done {
 			return
 		}
-		for i, msg := range batch {
-			ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
-			err := s.conn.Write(ctx, websocket.MessageText, msg)
-			cancel()
-			batch[i] = nil
+		if len(batch) > 0 {
+			s.raw.begin()
+			var err error
+			for i, m := range batch {
+				if err == nil {
+					// Into the batch buffer: this cannot block on the network.
+					err = s.conn.Write(context.Background(), websocket.MessageText, m.b)
+				}
+				batch[i] = outMsg{}
+			}
+			if ferr := s.raw.flush(time.Now().Add(s.hub.cfg.WriteTimeout)); err == nil {
+				err = ferr
+			}
 			if err != nil {
 				s.closeWith(CloseTooSlow, "write timed out")
 				return
 			}
 		}
+		if cap(batch) > 256 {
+			batch = nil
+		}
 		if ping {
-			ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.WriteTimeout)
-			err := s.conn.Ping(ctx)
-			cancel()
-			if err != nil {
-				s.closeWith(websocket.StatusGoingAway, "keepalive failed")
-				return
-			}
+			s.ping()
+		}
+		if final != nil {
+			s.closeWith(websocket.StatusCode(final.code), final.reason)
+			return
 		}
 	}
+}
+
+// ping sends a keepalive ping and waits for its pong on a goroutine of its
+// own: the writer never waits for a pong, and the pong is read only when
+// the reader is between requests, so a slow request (a join can take 15 s)
+// must not count as a dead peer.
+func (s *Session) ping() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.PongTimeout)
+		defer cancel()
+		if err := s.conn.Ping(ctx); err != nil && s.ctx.Err() == nil {
+			s.closeWith(websocket.StatusGoingAway, "keepalive failed")
+		}
+	}()
 }
 
 // Joined reports whether the session has joined the campaign.

@@ -1,0 +1,175 @@
+package session_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
+)
+
+// connectUntil opens a session whose token expires after ttl.
+func connectUntil(t *testing.T, c *sessiontest.Cluster, n *sessiontest.Node, user string, ttl time.Duration) *sessiontest.Client {
+	t.Helper()
+	tok, err := c.Signer.Sign(auth.Claims{User: user, Name: user, Workspace: "w1", Role: auth.Editor}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _, err := sessiontest.Dial(t, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Send(map[string]any{"type": "hello", "token": tok})
+	cl.Expect("welcome")
+	return cl
+}
+
+// A session whose token expires while it sends nothing stops receiving at
+// expiry: its last message is the unauthorized error, then close 4100.
+func TestTokenExpiresOnTime(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{})
+		id := c.Campaign("w1", doc)
+		quiet := connectUntil(t, c, n, "quiet", 1500*time.Millisecond)
+		quiet.Join(id)
+		ann := c.Connect(n, "ann", "w1", auth.Editor)
+		ann.Join(id)
+		ann.Edit(id, 0, `[{"op":"replace","path":"/name","value":"before expiry"}]`)
+		ann.Expect("ack")
+		if u := quiet.Expect("update"); sessiontest.Num(u["rev"]) != 1 {
+			t.Fatalf("update before expiry: %v", u)
+		}
+		time.Sleep(1700 * time.Millisecond)
+		ann.Edit(id, 1, `[{"op":"replace","path":"/name","value":"after expiry"}]`)
+		ann.Expect("ack")
+		var last map[string]any
+		for m := range quiet.In {
+			if m["type"] == "update" {
+				t.Fatalf("an expired session received %v", m)
+			}
+			last = m
+		}
+		if last["type"] != "error" || last["code"] != "unauthorized" {
+			t.Fatalf("last message before the close: %v", last)
+		}
+		if err := <-quiet.Err; websocket.CloseStatus(err) != session.CloseTokenExpired {
+			t.Fatalf("want close 4100, got %v", err)
+		}
+	})
+}
+
+// A hello with a fresh token renews the session in place: still joined, and
+// still receiving after the first token's exp.
+func TestTokenRenewal(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{})
+		id := c.Campaign("w1", doc)
+		bob := connectUntil(t, c, n, "bob", time.Second)
+		bob.Join(id)
+		fresh, _ := c.Signer.Sign(auth.Claims{User: "bob", Name: "bob", Workspace: "w1", Role: auth.Editor}, time.Hour)
+		bob.Send(map[string]any{"type": "hello", "token": fresh, "ref": "renew"})
+		if w := bob.Expect("welcome"); w["ref"] != "renew" {
+			t.Fatalf("renewal reply %v", w)
+		}
+		time.Sleep(1300 * time.Millisecond)
+		ann := c.Connect(n, "ann", "w1", auth.Editor)
+		ann.Join(id)
+		ann.Edit(id, 0, `[{"op":"replace","path":"/name","value":"after renewal"}]`)
+		ann.Expect("ack")
+		if u := bob.Expect("update"); sessiontest.Num(u["rev"]) != 1 {
+			t.Fatalf("renewed session: %v", u)
+		}
+		bob.Edit(id, 1, `[{"op":"replace","path":"/name","value":"bob renewed"}]`)
+		bob.Expect("ack")
+	})
+}
+
+// Invalid UTF-8 anywhere in a frame is refused before anything is stored
+// or relayed; the ref is echoed.
+func TestInvalidUTF8NeverRelayed(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{})
+		id := c.Campaign("w1", doc)
+		ann := c.Connect(n, "ann", "w1", auth.Editor)
+		ann.Join(id)
+		bob := c.Connect(n, "bob", "w1", auth.Editor)
+		bob.Join(id)
+		for _, frame := range []string{
+			`{"type":"edit","ref":"u1","campaign":"` + id + `","base":0,"ops":[{"op":"replace","path":"/name","value":"bad ` + "\xff\xfe" + `"}]}`,
+			`{"type":"edit","ref":"u2","campaign":"` + id + `","base":0,"ops":[{"op":"add","path":"/k` + "\xc3" + `","value":1}]}`,
+			`{"type":"focus","ref":"u3","campaign":"` + id + `","path":"/name` + "\xed\xa0\x80" + `"}`,
+		} {
+			ann.SendRaw(frame)
+			e := ann.Expect("error")
+			if ref, _ := e["ref"].(string); e["code"] != "bad_request" || !strings.HasPrefix(ref, "u") {
+				t.Fatalf("invalid UTF-8: %v", e)
+			}
+		}
+		bob.Quiet(300 * time.Millisecond)
+		if s := c.Connect(n, "cid", "w1", auth.Viewer).Join(id); sessiontest.Num(s["rev"]) != 0 {
+			t.Fatalf("an invalid frame changed the draft: %v", s)
+		}
+		entries, _ := n.Buf.Log(context.Background(), id, 0, -1)
+		if len(entries) != 0 {
+			t.Fatalf("the log holds %d entries", len(entries))
+		}
+	})
+}
+
+// A session may join a bounded number of campaigns at once.
+func TestJoinCap(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{MaxJoined: 2})
+		a := c.Connect(n, "ann", "w1", auth.Editor)
+		one, two, three := c.Campaign("w1", doc), c.Campaign("w1", doc), c.Campaign("w1", doc)
+		a.Join(one)
+		a.Join(two)
+		a.Send(map[string]any{"type": "join", "campaign": three, "ref": 3})
+		if e := a.Expect("error"); e["code"] != "too_large" || sessiontest.Num(e["ref"]) != 3 || !strings.Contains(e["message"].(string), "at most 2") {
+			t.Fatalf("third join: %v", e)
+		}
+		a.Send(map[string]any{"type": "leave", "campaign": one})
+		a.Expect("left")
+		a.Join(three)
+	})
+}
+
+// A document near its size limit resyncs every session: a snapshot always
+// fits, whatever the update queue's bound.
+func TestResyncOfALargeDocumentKeepsSessions(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		const size = 200 << 10
+		n := c.Node(session.Config{QueueBytes: 64 << 10, MaxMessage: 256 << 10, Limits: campaign.Limits{MaxDocBytes: 256 << 10}})
+		id := c.Campaign("w1", `{"name":"big","body":"`+strings.Repeat("b", size)+`"}`)
+		var watchers []*sessiontest.Client
+		for _, u := range []string{"w1", "w2", "w3"} {
+			w := c.Connect(n, u, "w1", auth.Viewer)
+			w.Join(id)
+			watchers = append(watchers, w)
+		}
+		ann := c.Connect(n, "ann", "w1", auth.Editor)
+		ann.Join(id)
+		// Redis loses the buffer: the next edit reloads the room, which sends
+		// every session refresh "gap" and a ~200 KiB snapshot.
+		ctx := context.Background()
+		rdb := n.Buf.Redis()
+		keys, _ := rdb.Keys(ctx, n.Buf.Options().Prefix+":{"+id+"}:*").Result()
+		rdb.Del(ctx, keys...)
+		ann.Edit(id, 0, `[{"op":"replace","path":"/name","value":"x"}]`)
+		for i, w := range watchers {
+			if r := w.Expect("refresh"); r["reason"] != "gap" {
+				t.Fatalf("watcher %d: %v", i, r)
+			}
+			if s := w.Expect("snapshot"); len(s["doc"].(map[string]any)["body"].(string)) != size {
+				t.Fatalf("watcher %d: short snapshot", i)
+			}
+		}
+	})
+}
