@@ -37,7 +37,7 @@ type setting struct {
 
 func (c *config) settings() []setting {
 	return []setting{
-		{"COLLAB_ADDR", "addr", ":8080", "address to listen on", &c.Addr},
+		{"COLLAB_ADDR", "addr", "", "address to listen on; empty: :8080, or 127.0.0.1:8080 on the development secret", &c.Addr},
 		{"COLLAB_REDIS_URL", "redis-url", "", "Redis URL (redis://, rediss://, redis-cluster://h1:p1,h2:p2, or redis-sentinel://s1:p1,s2:p2?master_name=M); empty: an in-process Redis-compatible server", &c.RedisURL},
 		{"COLLAB_DATABASE_URL", "database-url", "", "postgres://... for PostgreSQL; empty: an embedded SQLite file in the data dir", &c.DatabaseURL},
 		{"COLLAB_DATA_DIR", "data-dir", "./collab-data", "where the embedded database and the development secret live", &c.DataDir},
@@ -85,6 +85,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		bad("COLLAB_FLUSH_INTERVAL", "%s is outside 50ms..1h", d)
 	}
 	c.FlushInterval = d
+	if c.Addr == "" {
+		// The development secret comes with a sign-in that turns any name
+		// into an admin token: unless told otherwise, only this machine may
+		// reach it.
+		c.Addr = ":8080"
+		if c.JWTSecret == "" {
+			c.Addr = "127.0.0.1:8080"
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("COLLAB_ADDR", "%q is not host:port (for example :8080)", c.Addr)
 	}

@@ -221,7 +221,11 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	log.Info("collab listening", "addr", s.addr)
 	if len(cfg.JWTSecret) == 0 {
 		tok, _ := s.signer.Sign(auth.Claims{User: "demo", Name: "Demo User", Workspace: "demo", Role: auth.Admin}, 7*24*time.Hour)
-		log.Info("development secret in use; open the editor as the demo user", "url", "http://"+browserAddr(s.addr)+"/#token="+tok)
+		reach := "this machine only (loopback); set COLLAB_ADDR=:8080 to listen on every interface, and anyone who reaches it can sign in as admin"
+		if host, _, _ := net.SplitHostPort(s.addr); !isLoopback(host) {
+			reach = "the network (COLLAB_ADDR was given): anyone who reaches this address can sign in by name as admin"
+		}
+		log.Info("development secret in use; open the editor as the demo user", "url", "http://"+browserAddr(s.addr)+"/#token="+tok, "reachable_from", reach)
 	}
 	return s, nil
 }
@@ -330,6 +334,11 @@ func redactURL(u string) string {
 		}
 	}
 	return u
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func browserAddr(addr string) string {

@@ -140,6 +140,23 @@ func TestConfigValidation(t *testing.T) {
 		{"bad log level", map[string]string{"COLLAB_LOG_LEVEL": "loud"}, nil, "COLLAB_LOG_LEVEL"},
 		{"unknown flag", nil, []string{"-frobnicate"}, "frobnicate"},
 	}
+	// The development sign-in is reachable from this machine only unless an
+	// address is given.
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{nil, nil, "127.0.0.1:8080"},
+		{map[string]string{"COLLAB_JWT_SECRET": "0123456789abcdef"}, nil, ":8080"},
+		{map[string]string{"COLLAB_ADDR": ":9000"}, nil, ":9000"},
+		{nil, []string{"-addr", "0.0.0.0:8080"}, "0.0.0.0:8080"},
+	} {
+		cfg, err := loadConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		if err != nil || cfg.Addr != tc.want {
+			t.Errorf("env %v args %v: addr %q %v, want %q", tc.env, tc.args, cfg.Addr, err, tc.want)
+		}
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)

@@ -165,12 +165,32 @@ func (s *DB) wrap(op string, err error) error {
 	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && unavailableState(pgErr.Code) {
+		return fmt.Errorf("%s: %w: %w", op, errcode.New(errcode.Unavailable, "the database is unavailable (%s)", pgErr.Code), err)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, sql.ErrConnDone) || errors.As(err, &connErr) || errors.As(err, &netErr) ||
 		errors.Is(err, puddle.ErrClosedPool) || strings.Contains(err.Error(), "database is closed") {
 		return fmt.Errorf("%s: %w: %w", op, errcode.New(errcode.Unavailable, "the database is unavailable"), err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unavailableState reports whether a PostgreSQL SQLSTATE means the server
+// cannot serve now (shutting down, starting, out of connections, cut off),
+// so that the caller retries rather than reports an internal error.
+func unavailableState(code string) bool {
+	switch code {
+	case "57P01", // admin_shutdown
+		"57P02", // crash_shutdown
+		"57P03", // cannot_connect_now (starting up, recovering)
+		"53300", // too_many_connections
+		"40001", // serialization_failure
+		"40P01": // deadlock_detected
+		return true
+	}
+	return strings.HasPrefix(code, "08") // connection exceptions
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }

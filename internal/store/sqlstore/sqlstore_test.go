@@ -66,3 +66,43 @@ func TestMigrationsIdempotent(t *testing.T) {
 		s.Close()
 	}
 }
+
+// A PostgreSQL that ends our connections (a shutdown, a failover) answers
+// unavailable, which callers retry, never internal.
+func TestPostgresShutdownIsUnavailable(t *testing.T) {
+	url := testenv.Postgres(t)
+	ctx := context.Background()
+	app := "collab_shutdown_" + storetest.ID("")
+	s, err := OpenPostgres(ctx, url+"&application_name="+app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	admin, err := OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	failed := 0
+	for i := 0; i < 5; i++ {
+		if _, err := s.Campaigns(ctx, "w"); err != nil {
+			t.Fatalf("before: %v", err)
+		}
+		if _, err := admin.db.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Campaigns(ctx, "w")
+		if err != nil {
+			failed++
+			if errcode.Of(err) != errcode.Unavailable {
+				t.Fatalf("a terminated connection answered %s: %v", errcode.Of(err), err)
+			}
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no query ever met a terminated connection")
+	}
+	if got := unavailableState("57P01"); !got {
+		t.Fatal("57P01 not unavailable")
+	}
+}
