@@ -28,6 +28,7 @@ import (
 	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/health"
 	"github.com/collab-dev/collab/internal/metrics"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/store"
@@ -148,7 +149,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		if err := s.mini.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("start the in-process Redis: %w", err)
 		}
-		s.rdb = redis.NewClient(&redis.Options{Addr: s.mini.Addr()})
+		s.rdb = redis.NewClient(failFast(&redis.Options{Addr: s.mini.Addr()}))
 		s.embedded = true
 		log.Info("drafts: in-process Redis-compatible server (single-node default, drafts not kept across restarts beyond what autosave saved); set COLLAB_REDIS_URL=redis://... for real Redis and several nodes", "addr", s.mini.Addr())
 	} else {
@@ -186,13 +187,17 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	run := runner.New(s.store, log.With("subsystem", "audience"))
 	run.Register(s.hub)
 	sched := &runner.Scheduler{Runner: run, Store: s.store, Notify: s.hub.Broadcast, Log: log.With("subsystem", "schedule")}
+	mon := health.New(ctx, time.Second, time.Second,
+		health.Check{Name: "redis", Ping: func(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }, Gauge: metrics.RedisUp},
+		health.Check{Name: "store", Ping: s.store.Ping, Gauge: metrics.StoreUp})
 	runCtx, stopRun := context.WithCancel(context.Background())
 	s.stopRun, s.runDone = stopRun, make(chan struct{})
 	go func() {
 		defer close(s.runDone)
 		var wg sync.WaitGroup
-		wg.Add(1)
+		wg.Add(2)
 		go func() { defer wg.Done(); sched.Run(runCtx) }()
+		go func() { defer wg.Done(); mon.Run(runCtx) }()
 		s.flusher.Run(runCtx)
 		wg.Wait()
 	}()
@@ -207,8 +212,8 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		Restorer: &autosave.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher,
 		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
-			{Name: "redis", Check: func(ctx context.Context) error { return up(metrics.RedisUp, s.rdb.Ping(ctx).Err()) }},
-			{Name: "store", Check: func(ctx context.Context) error { return up(metrics.StoreUp, s.store.Ping(ctx)) }},
+			{Name: "redis", Check: func(context.Context) error { return mon.Err("redis") }},
+			{Name: "store", Check: func(context.Context) error { return mon.Err("store") }},
 		},
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -228,15 +233,6 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		log.Info("development secret in use; open the editor as the demo user", "url", "http://"+browserAddr(s.addr)+"/#token="+tok, "reachable_from", reach)
 	}
 	return s, nil
-}
-
-func up(g interface{ Set(float64) }, err error) error {
-	if err != nil {
-		g.Set(0)
-	} else {
-		g.Set(1)
-	}
-	return err
 }
 
 // shutdown stops accepting, closes sessions (1001: clients reconnect to
@@ -269,7 +265,9 @@ func (s *server) shutdown(timeout time.Duration) error {
 
 func (s *server) closeBackends() {
 	if s.stopRun != nil {
+		// The timer, scheduler and monitor use the backends: they stop first.
 		s.stopRun()
+		<-s.runDone
 	}
 	if s.bus != nil {
 		s.bus.Close()
@@ -309,6 +307,8 @@ func redisClient(raw string) (redis.UniversalClient, error) {
 			if err != nil {
 				return nil, err
 			}
+			o := failFast(&redis.Options{DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout, MaxRetries: opt.MaxRetries, PoolTimeout: opt.PoolTimeout})
+			opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries, opt.PoolTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries, o.PoolTimeout
 			return redis.NewClusterClient(opt), nil
 		}
 		opt, err := redis.ParseFailoverURL(u)
@@ -318,13 +318,38 @@ func redisClient(raw string) (redis.UniversalClient, error) {
 		if opt.MasterName == "" {
 			return nil, errors.New("redis-sentinel:// needs ?master_name=NAME")
 		}
+		o := failFast(&redis.Options{DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout, MaxRetries: opt.MaxRetries, PoolTimeout: opt.PoolTimeout})
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries, opt.PoolTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries, o.PoolTimeout
 		return redis.NewFailoverClient(opt), nil
 	}
 	opt, err := redis.ParseURL(raw)
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewClient(opt), nil
+	return redis.NewClient(failFast(opt)), nil
+}
+
+// failFast bounds how long a Redis that does not answer (a node cut off,
+// packets dropped) holds a caller: go-redis's defaults (5 s dial, 3 s read,
+// 3 retries) add up to about ten seconds of silence before an edit can be
+// answered "unavailable". Settings given in the URL are kept.
+func failFast(o *redis.Options) *redis.Options {
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 2 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 2 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 2 * time.Second
+	}
+	if o.PoolTimeout == 0 {
+		o.PoolTimeout = 2 * time.Second
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 1 // the edit script is safe to retry: it dedups every call
+	}
+	return o
 }
 
 func redactURL(u string) string {

@@ -260,6 +260,7 @@ func (f *Flusher) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		f.report(ctx)
+		f.prune(time.Now())
 		ids, err := f.drafts.Dirty(ctx, time.Now().Add(-f.opts.Interval), 256)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -282,6 +283,27 @@ func (f *Flusher) Run(ctx context.Context) {
 		}
 		wg.Wait() // one round at a time: a slow store is not hit by overlapping rounds
 	}
+}
+
+// prune forgets the backoff of campaigns not retried for a long while: a
+// campaign still dirty is retried when due, which renews its entry, so one
+// left alone is clean or gone, and the map does not grow with them.
+func (f *Flusher) prune(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, b := range f.retry {
+		if now.Sub(b.next) > 2*f.opts.MaxBackoff+f.opts.Interval {
+			delete(f.retry, id)
+		}
+	}
+}
+
+// Backoffs is how many campaigns the flusher is backing off (for tests and
+// metrics).
+func (f *Flusher) Backoffs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.retry)
 }
 
 func (f *Flusher) due(id string) bool {

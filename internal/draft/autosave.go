@@ -3,7 +3,6 @@ package draft
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"time"
 
@@ -105,40 +104,36 @@ func (b *Buffer) stagedKey(campaign, user string) string {
 	return b.keys(campaign).staged + ":" + user
 }
 
+// A staged value lives in two fields of the user's hash: "v:"+path holds the
+// value and "r:"+path the rev the editor opened at, so that opening and
+// staging are single atomic steps (two tabs of one user cannot lose the
+// open rev between a read and a write). The field path alone holds the
+// format before that (a JSON Staged), still read.
+
 // OpenEditor records that the user opened the editor of path at rev (kept
 // if already open) and returns what the user staged there before.
 func (b *Buffer) OpenEditor(ctx context.Context, campaign, user, path string, rev int64) (Staged, error) {
 	k := b.stagedKey(campaign, user)
-	fresh, _ := json.Marshal(Staged{OpenRev: rev})
-	var get *redis.StringCmd
+	var got *redis.SliceCmd
 	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSetNX(ctx, k, path, fresh)
+		p.HSetNX(ctx, k, "r:"+path, rev)
 		p.Expire(ctx, k, StagedTTL)
-		get = p.HGet(ctx, k, path)
+		got = p.HMGet(ctx, k, "v:"+path, "r:"+path, path)
 		return nil
 	})
 	if err != nil {
 		return Staged{}, unavailable("open editor", err)
 	}
-	var s Staged
-	json.Unmarshal([]byte(get.Val()), &s)
-	return s, nil
+	return stagedFrom(got.Val()), nil
 }
 
-// Stage keeps the user's value for path: never broadcast, never flushed.
+// Stage keeps the user's value for path: never broadcast, never flushed. The
+// open rev is the one the editor opened at, or rev when it was never opened.
 func (b *Buffer) Stage(ctx context.Context, campaign, user, path string, value json.RawMessage, rev int64) error {
 	k := b.stagedKey(campaign, user)
-	s, err := b.StagedValue(ctx, campaign, user, path)
-	if err != nil {
-		return err
-	}
-	if s.OpenRev == 0 && s.Value == nil {
-		s.OpenRev = rev
-	}
-	s.Value = value
-	data, _ := json.Marshal(s)
-	_, err = b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, path, data)
+	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, k, "r:"+path, rev)
+		p.HSet(ctx, k, "v:"+path, []byte(value))
 		p.Expire(ctx, k, StagedTTL)
 		return nil
 	})
@@ -147,19 +142,30 @@ func (b *Buffer) Stage(ctx context.Context, campaign, user, path string, value j
 
 // StagedValue returns what the user staged for path (zero when nothing).
 func (b *Buffer) StagedValue(ctx context.Context, campaign, user, path string) (Staged, error) {
-	raw, err := b.rdb.HGet(ctx, b.stagedKey(campaign, user), path).Result()
-	if errors.Is(err, redis.Nil) {
-		return Staged{}, nil
-	}
+	got, err := b.rdb.HMGet(ctx, b.stagedKey(campaign, user), "v:"+path, "r:"+path, path).Result()
 	if err != nil {
 		return Staged{}, unavailable("read staged value", err)
 	}
+	return stagedFrom(got), nil
+}
+
+// stagedFrom reads the fields v:path, r:path and path (the older format).
+func stagedFrom(fields []any) Staged {
+	str := func(v any) string { s, _ := v.(string); return s }
 	var s Staged
-	json.Unmarshal([]byte(raw), &s)
-	return s, nil
+	if old := str(fields[2]); old != "" {
+		json.Unmarshal([]byte(old), &s)
+	}
+	if v := str(fields[0]); v != "" {
+		s.Value = json.RawMessage(v)
+	}
+	if r := str(fields[1]); r != "" {
+		s.OpenRev, _ = strconv.ParseInt(r, 10, 64)
+	}
+	return s
 }
 
 // Unstage drops the user's staged value and open marker for path.
 func (b *Buffer) Unstage(ctx context.Context, campaign, user, path string) error {
-	return unavailable("unstage", b.rdb.HDel(ctx, b.stagedKey(campaign, user), path).Err())
+	return unavailable("unstage", b.rdb.HDel(ctx, b.stagedKey(campaign, user), "v:"+path, "r:"+path, path).Err())
 }

@@ -207,7 +207,13 @@ type Entry struct {
 	At  time.Time
 }
 
-// Log returns the entries with after < rev <= upto (upto < 0: to the end).
+// logPage bounds one log read: a buffer may hold up to Options.MaxLog
+// entries, which in one reply would hold a Redis connection (and this
+// node's memory) for as long as it takes to move them.
+const logPage = 1000
+
+// Log returns the entries with after < rev <= upto (upto < 0: to the end),
+// read a page at a time.
 func (b *Buffer) Log(ctx context.Context, campaign string, after, upto int64) ([]Entry, error) {
 	end := "+"
 	if upto >= 0 {
@@ -216,28 +222,52 @@ func (b *Buffer) Log(ctx context.Context, campaign string, after, upto int64) ([
 		}
 		end = strconv.FormatInt(upto, 10) + "-1"
 	}
-	msgs, err := b.rdb.XRange(ctx, b.keys(campaign).log, strconv.FormatInt(after+1, 10)+"-0", end).Result()
-	if err != nil {
-		return nil, unavailable("read draft log of "+campaign, err)
+	var out []Entry
+	for {
+		msgs, err := b.rdb.XRangeN(ctx, b.keys(campaign).log, strconv.FormatInt(after+1, 10)+"-0", end, logPage).Result()
+		if err != nil {
+			return nil, unavailable("read draft log of "+campaign, err)
+		}
+		page := entries(msgs)
+		out = append(out, page...)
+		if len(page) < logPage {
+			return out, nil
+		}
+		after = page[len(page)-1].Rev
 	}
-	return entries(msgs), nil
 }
 
-// logAndEpoch reads the log after a rev and the epoch its revs count in, in
-// one transaction (both keys share the campaign's hash slot).
+// logAndEpoch reads the log after a rev and the epoch its revs count in.
+// Each page is read with the epoch in one transaction (the keys share the
+// campaign's hash slot); an epoch that changed between pages is an error the
+// caller retries.
 func (b *Buffer) logAndEpoch(ctx context.Context, campaign string, after int64) ([]Entry, string, error) {
 	k := b.keys(campaign)
-	var rng *redis.XMessageSliceCmd
-	var epoch *redis.StringCmd
-	_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		rng = p.XRange(ctx, k.log, strconv.FormatInt(after+1, 10)+"-0", "+")
-		epoch = p.HGet(ctx, k.meta, "epoch")
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, "", unavailable("read draft log of "+campaign, err)
+	var out []Entry
+	first := ""
+	for {
+		var rng *redis.XMessageSliceCmd
+		var epoch *redis.StringCmd
+		_, err := b.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			rng = p.XRangeN(ctx, k.log, strconv.FormatInt(after+1, 10)+"-0", "+", logPage)
+			epoch = p.HGet(ctx, k.meta, "epoch")
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, "", unavailable("read draft log of "+campaign, err)
+		}
+		if out == nil {
+			first = epoch.Val()
+		} else if epoch.Val() != first {
+			return nil, "", errcode.New(errcode.Unavailable, "campaign %s: the draft epoch changed while its log was read", campaign)
+		}
+		page := entries(rng.Val())
+		out = append(out, page...)
+		if len(page) < logPage {
+			return out, first, nil
+		}
+		after = page[len(page)-1].Rev
 	}
-	return entries(rng.Val()), epoch.Val(), nil
 }
 
 func entries(msgs []redis.XMessage) []Entry {

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/testenv"
 )
 
@@ -402,6 +405,67 @@ func TestRetriedCallAppliesOnce(t *testing.T) {
 		// Another call with the same dedup key (a client's resend) is a duplicate.
 		if res, _ := b.applyOnce(context.Background(), batch, "n2", "k1"); res.Outcome != Duplicate || res.Rev != 1 {
 			t.Fatalf("resend: %+v", res)
+		}
+	})
+}
+
+// The log is read a page at a time, whole and in order.
+func TestLogReadsInPages(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		const n = 2*logPage + 17
+		for i := 0; i < n; i++ {
+			want(t, e.edit("A", int64(i), "", "/a"), Accepted, int64(i+1))
+		}
+		all, err := b.Log(context.Background(), "c1", 0, -1)
+		if err != nil || len(all) != n {
+			t.Fatalf("log: %d entries, %v", len(all), err)
+		}
+		for i, en := range all {
+			if en.Rev != int64(i+1) {
+				t.Fatalf("entry %d has rev %d", i, en.Rev)
+			}
+		}
+		part, _ := b.Log(context.Background(), "c1", 500, 1500)
+		if len(part) != 1000 || part[0].Rev != 501 || part[999].Rev != 1500 {
+			t.Fatalf("range: %d entries", len(part))
+		}
+		d, err := b.Build(context.Background(), func(context.Context) (*campaign.Campaign, error) {
+			return &campaign.Campaign{ID: "c1", Draft: []byte(`{}`)}, nil
+		})
+		if err != nil || d.Rev != n || d.Epoch != e.head.Epoch {
+			t.Fatalf("build over pages: %+v %v", d, err)
+		}
+	})
+}
+
+// Opening and staging are atomic steps: many tabs of one user opening and
+// staging at once keep one open rev, the first one recorded.
+func TestStagingKeepsTheOpenRev(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		if _, err := b.OpenEditor(ctx, "c1", "ann", "/messages/email", 3); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := 0; i < 20; i++ {
+			wg.Add(2)
+			go func() { defer wg.Done(); b.Stage(ctx, "c1", "ann", "/messages/email", json.RawMessage(`{"subject":"x"}`), int64(10+i)) }()
+			go func() { defer wg.Done(); b.OpenEditor(ctx, "c1", "ann", "/messages/email", int64(50+i)) }()
+		}
+		wg.Wait()
+		s, err := b.StagedValue(ctx, "c1", "ann", "/messages/email")
+		if err != nil || s.OpenRev != 3 || string(s.Value) != `{"subject":"x"}` {
+			t.Fatalf("staged %+v %v", s, err)
+		}
+		// Staging before any open records the stage's rev as the open rev.
+		b.Stage(ctx, "c1", "bob", "/messages/email", json.RawMessage(`1`), 7)
+		if s, _ := b.OpenEditor(ctx, "c1", "bob", "/messages/email", 9); s.OpenRev != 7 || string(s.Value) != "1" {
+			t.Fatalf("stage then open: %+v", s)
+		}
+		b.Unstage(ctx, "c1", "bob", "/messages/email")
+		if s, _ := b.StagedValue(ctx, "c1", "bob", "/messages/email"); s.OpenRev != 0 || s.Value != nil {
+			t.Fatalf("after unstage: %+v", s)
 		}
 	})
 }

@@ -75,6 +75,7 @@ type Config struct {
 	RateBurst    int           // burst (200)
 	HelloTimeout time.Duration // 5 s
 	WriteTimeout time.Duration // per writer pass, one write(2) (10 s)
+	RedisTimeout time.Duration // an edit's Redis calls, so a node cut off answers unavailable (2 s)
 	PingInterval time.Duration // keepalive (25 s)
 	PongTimeout  time.Duration // a ping's pong must arrive within (the ping interval)
 	// SnapshotBytes bounds the snapshots queued for a session, apart from
@@ -111,6 +112,9 @@ func (c *Config) defaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second
+	}
+	if c.RedisTimeout <= 0 {
+		c.RedisTimeout = 2 * time.Second
 	}
 	if c.PongTimeout <= 0 {
 		c.PongTimeout = c.PingInterval
@@ -317,8 +321,18 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		<-h.pingerDone
 		return nil
 	case <-ctx.Done():
-		h.cancel()
-		<-h.pingerDone
-		return fmt.Errorf("session shutdown: %w", ctx.Err())
 	}
+	// Out of time: cut what is left without its close handshake, so that no
+	// session outlives the backends the caller closes next.
+	h.cancel()
+	for _, s := range sessions {
+		s.conn.CloseNow()
+	}
+	<-h.pingerDone
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		h.log.Error("sessions still running after shutdown", "sessions", h.Sessions())
+	}
+	return fmt.Errorf("session shutdown: %w", ctx.Err())
 }
