@@ -450,7 +450,10 @@ func TestStagingKeepsTheOpenRev(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := 0; i < 20; i++ {
 			wg.Add(2)
-			go func() { defer wg.Done(); b.Stage(ctx, "c1", "ann", "/messages/email", json.RawMessage(`{"subject":"x"}`), int64(10+i)) }()
+			go func() {
+				defer wg.Done()
+				b.Stage(ctx, "c1", "ann", "/messages/email", json.RawMessage(`{"subject":"x"}`), int64(10+i))
+			}()
 			go func() { defer wg.Done(); b.OpenEditor(ctx, "c1", "ann", "/messages/email", int64(50+i)) }()
 		}
 		wg.Wait()

@@ -85,8 +85,8 @@ type Config struct {
 	// MaxJoined caps the campaigns one session has joined at once (20):
 	// each is a room with a document copy up to 1 MiB and a subscription.
 	MaxJoined int
-	Limits       campaign.Limits
-	Origins      auth.Origins
+	Limits    campaign.Limits
+	Origins   auth.Origins
 	// Node names this process in logs and presence.
 	Node string
 }
