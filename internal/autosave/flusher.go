@@ -206,6 +206,11 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 		at := time.Now()
 		v, err := f.store.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: id, BaseVersion: saved.Version,
 			RevFrom: saved.Rev + 1, Rev: d.Rev, Epoch: d.Epoch, Doc: doc, By: d.Last, Authors: d.Authors, Trigger: trigger, At: at})
+		if errors.Is(err, store.ErrEpochFenced) {
+			// Built in an epoch that ended while this flush was on its way
+			// (Redis lost history and a new epoch reuses these revs).
+			f.log.Info("stale flush refused by the epoch fence; rebuilding from the current epoch", "campaign", id, "epoch", d.Epoch, "rev", d.Rev)
+		}
 		if errcode.Is(err, errcode.Conflict) && attempt < 3 {
 			continue // another flusher saved first (an expired lease): start from its save
 		}

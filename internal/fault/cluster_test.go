@@ -192,13 +192,17 @@ func (r *redisProc) kill() {
 	}
 }
 
-// node is one collab process.
+// node is one collab process. It reaches Redis and PostgreSQL through
+// relays of its own, so that a test can cut one node off.
 type node struct {
 	i      int
 	addr   string
 	cmd    *exec.Cmd
 	logf   string
 	exited chan error
+	redis  *testenv.Relay // nil when the test gave its own Redis URL
+	pg     *testenv.Relay
+	env    []string
 }
 
 type cluster struct {
@@ -207,9 +211,21 @@ type cluster struct {
 	workspace string
 	env       []string
 	redis     *redisProc
-	redisNet  *testenv.Relay // the nodes reach Redis through it
-	pg        *testenv.Relay
 	nodes     []*node
+}
+
+// setRedisDown cuts every node off Redis (or lets them through again).
+func (c *cluster) setRedisDown(down bool) {
+	for _, nd := range c.nodes {
+		nd.redis.SetDown(down)
+	}
+}
+
+// setPGDown cuts every node off PostgreSQL (or lets them through again).
+func (c *cluster) setPGDown(down bool) {
+	for _, nd := range c.nodes {
+		nd.pg.SetDown(down)
+	}
 }
 
 // newCluster starts n collab processes sharing a Redis of the test's own and
@@ -218,17 +234,11 @@ type cluster struct {
 func newCluster(t *testing.T, n int, env ...string) *cluster {
 	pgURL := testenv.Postgres(t)
 	c := &cluster{t: t, secret: []byte("fault-test-secret-0123456789abcdef"), workspace: fmt.Sprintf("fault%d", time.Now().UnixNano())}
-	c.redis = startRedis(t)
-	c.redisNet = testenv.NewRelay(t, c.redis.addr())
-	u, err := url.Parse(pgURL)
-	if err != nil {
-		t.Fatal(err)
+	ownRedis := slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "COLLAB_REDIS_URL=") })
+	if !ownRedis {
+		c.redis = startRedis(t)
 	}
-	c.pg = testenv.NewRelay(t, u.Host)
-	u.Host = c.pg.Addr()
 	c.env = []string{
-		"COLLAB_REDIS_URL=redis://" + c.redisNet.Addr() + "/0",
-		"COLLAB_DATABASE_URL=" + u.String(),
 		"COLLAB_JWT_SECRET=" + string(c.secret),
 		"COLLAB_FLUSH_INTERVAL=500ms",
 		"COLLAB_REDIS_PREFIX=" + c.workspace,
@@ -236,10 +246,23 @@ func newCluster(t *testing.T, n int, env ...string) *cluster {
 		"COLLAB_LOG_LEVEL=info",
 	}
 	c.env = append(c.env, env...) // the last value of a variable wins
-	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		nd := &node{i: i, addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), logf: filepath.Join(t.TempDir(), fmt.Sprintf("node%d.log", i))}
+		u, err := url.Parse(pgURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.pg = testenv.NewRelay(t, u.Host)
+		u.Host = nd.pg.Addr()
+		nd.env = []string{"COLLAB_DATABASE_URL=" + u.String()}
+		if !ownRedis {
+			nd.redis = testenv.NewRelay(t, c.redis.addr())
+			nd.env = append(nd.env, "COLLAB_REDIS_URL=redis://"+nd.redis.Addr()+"/0")
+		}
 		c.nodes = append(c.nodes, nd)
+	}
+	var wg sync.WaitGroup
+	for _, nd := range c.nodes {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.start(nd) }()
 	}
@@ -278,7 +301,7 @@ func (c *cluster) start(nd *node) {
 	nd.cmd = exec.Command(binary, "serve")
 	// A fresh slice: nodes start concurrently, and appending to c.env could
 	// write into its spare capacity from two goroutines.
-	nd.cmd.Env = slices.Concat(os.Environ(), c.env, []string{"COLLAB_ADDR=" + nd.addr, "COLLAB_DATA_DIR=" + filepath.Dir(nd.logf)})
+	nd.cmd.Env = slices.Concat(os.Environ(), nd.env, c.env, []string{"COLLAB_ADDR=" + nd.addr, "COLLAB_DATA_DIR=" + filepath.Dir(nd.logf)})
 	nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
 	if err := nd.cmd.Start(); err != nil {
 		c.t.Error(err)

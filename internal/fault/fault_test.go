@@ -91,7 +91,7 @@ func TestPostgresDownTenSeconds(t *testing.T) {
 	acks := load.NewAcks()
 	r := startLoad(t, c.loadConfig(acks))
 	time.Sleep(2 * time.Second)
-	c.pg.SetDown(true)
+	c.setPGDown(true)
 	down := time.Now()
 	sawUnready := map[int]bool{}
 	ackedDuring := acks.Count()
@@ -104,7 +104,7 @@ func TestPostgresDownTenSeconds(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	ackedDuring = acks.Count() - ackedDuring
-	c.pg.SetDown(false)
+	c.setPGDown(false)
 	back := time.Now()
 	ready := 0
 	for deadline := time.Now().Add(20 * time.Second); ready < len(c.nodes) && time.Now().Before(deadline); {
@@ -149,7 +149,7 @@ func TestRedisCrashAndRestart(t *testing.T) {
 	r := startLoad(t, c.loadConfig(acks))
 	time.Sleep(2500 * time.Millisecond)
 	campaigns := r.Campaigns()
-	c.redisNet.SetDown(true)
+	c.setRedisDown(true)
 	c.redis.kill()
 	killed := time.Now()
 	window := time.Second
@@ -164,7 +164,7 @@ func TestRedisCrashAndRestart(t *testing.T) {
 		kept[id] = n
 	}
 	rc.Close()
-	c.redisNet.SetDown(false)
+	c.setRedisDown(false)
 	time.Sleep(4 * time.Second)
 	rep := r.Stop()
 	v := c.check(campaigns, acks, 45*time.Second)
@@ -281,11 +281,16 @@ func blobWriter(t *testing.T, c *cluster, id string, stop chan struct{}) {
 
 // dialRaw joins a campaign on node 0 as a bare WebSocket client.
 func dialRaw(t *testing.T, c *cluster, id string) *websocket.Conn {
+	return dialRawTo(t, c, c.nodes[0], id)
+}
+
+// dialRawTo joins a campaign on a node as a bare WebSocket client.
+func dialRawTo(t *testing.T, c *cluster, nd *node, id string) *websocket.Conn {
 	s, _ := auth.NewSigner(c.secret)
 	tok, _ := s.Sign(auth.Claims{User: fmt.Sprintf("raw%d", time.Now().UnixNano()), Workspace: c.workspace, Role: auth.Editor}, time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+c.nodes[0].addr+"/v1/ws", &websocket.DialOptions{
+	conn, _, err := websocket.Dial(ctx, "ws://"+nd.addr+"/v1/ws", &websocket.DialOptions{
 		Subprotocols: []string{"collab.v1"}, HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}})
 	if err != nil {
 		t.Fatalf("dial: %v", err)

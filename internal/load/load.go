@@ -47,6 +47,10 @@ type Config struct {
 	Duration  time.Duration
 	Hot       float64 // share of edits aimed at one shared field (0..1), to force conflicts
 	Mode      Mode
+	// NoBatchIDs sends edits without a batch id, as a client that cannot
+	// resend would: an edit answered unavailable (its outcome unknown) is
+	// given up, never sent again, and nothing is resent after a reconnect.
+	NoBatchIDs bool
 	// DialConcurrency bounds parallel connection attempts (default 64).
 	DialConcurrency int
 	// OnAck, when set, is told every acknowledged edit (campaign, writer,

@@ -28,10 +28,15 @@ type batch struct {
 	sent time.Time
 }
 
-// frame is the edit message; a resend carries the same id.
-func (b *batch) frame(campaign string) []byte {
+// frame is the edit message; a resend carries the same id. Without ids the
+// ref alone names it.
+func (b *batch) frame(campaign string, withID bool) []byte {
+	id := `,"id":"` + b.id + `"`
+	if !withID {
+		id = ""
+	}
 	return []byte(`{"type":"edit","campaign":"` + campaign + `","base":` + strconv.FormatInt(b.base, 10) +
-		`,"id":"` + b.id + `","ref":"` + b.id + `","ops":[` + b.op + `]}`)
+		id + `,"ref":"` + b.id + `","ops":[` + b.op + `]}`)
 }
 
 // acked is an acknowledged batch no `saved` has covered yet: after a new
@@ -181,6 +186,19 @@ func (s *session) read() {
 // resend sends every unanswered batch again, in order, with its own id: the
 // server answers those it already applied as duplicates.
 func (s *session) resend() {
+	if s.r.cfg.NoBatchIDs {
+		// Without an id a resend could apply an edit twice: give them up.
+		s.mu.Lock()
+		ids := make([]string, 0, len(s.pending))
+		for id := range s.pending {
+			ids = append(ids, id)
+		}
+		s.mu.Unlock()
+		for _, id := range ids {
+			s.answer(id, 0, false, false)
+		}
+		return
+	}
 	s.mu.Lock()
 	batches := make([]*batch, 0, len(s.pending))
 	for _, b := range s.pending {
@@ -189,7 +207,7 @@ func (s *session) resend() {
 	slices.SortFunc(batches, func(a, b *batch) int { return cmp.Compare(a.seq, b.seq) })
 	frames := make([][]byte, len(batches))
 	for i, b := range batches {
-		frames[i] = b.frame(s.campaign)
+		frames[i] = b.frame(s.campaign, true)
 	}
 	c := s.conn
 	s.mu.Unlock()
@@ -268,7 +286,7 @@ func (s *session) send() bool {
 		op = `{"op":"add","path":"/fields/` + s.key + `","value":` + strconv.FormatInt(seq, 10) + `}`
 	}
 	b := &batch{id: id, seq: seq, op: op, base: s.rev, sent: now}
-	frame := b.frame(s.campaign)
+	frame := b.frame(s.campaign, !r.cfg.NoBatchIDs)
 	s.pending[id] = b
 	online, c := s.online, s.conn
 	s.mu.Unlock()
@@ -403,11 +421,15 @@ func (s *session) handle(data []byte) string {
 		if b == nil {
 			break
 		}
+		if m.Code == "unavailable" && s.r.cfg.NoBatchIDs {
+			s.answer(ref, 0, false, false) // outcome unknown, and no id to ask again with
+			break
+		}
 		if m.Code == "unavailable" || m.Code == "rate_limited" {
 			// Nothing was applied: send it again shortly (same id).
 			time.AfterFunc(500*time.Millisecond, func() {
 				s.mu.Lock()
-				still, online, c, frame := s.pending[ref] != nil, s.online, s.conn, b.frame(s.campaign)
+				still, online, c, frame := s.pending[ref] != nil, s.online, s.conn, b.frame(s.campaign, true)
 				s.mu.Unlock()
 				if still && online && s.r.ctx.Err() == nil {
 					c.Write(s.r.ctx, websocket.MessageText, frame)

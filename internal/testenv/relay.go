@@ -1,7 +1,7 @@
 package testenv
 
 import (
-	"io"
+	"bytes"
 	"net"
 	"sync"
 	"testing"
@@ -16,6 +16,8 @@ type Relay struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	held   bool
+	hold   []byte // requests holding this are held (HoldRequests)
+	heldN  int    // how many requests HoldRequests held
 	down   bool
 	conns  map[net.Conn]bool
 }
@@ -47,8 +49,22 @@ func (r *Relay) Addr() string { return r.ln.Addr().String() }
 // Hold keeps what the server sends until Release.
 func (r *Relay) Hold() { r.mu.Lock(); r.held = true; r.mu.Unlock() }
 
+// HoldRequests keeps every chunk the client sends that contains pattern
+// (and what follows it on that connection) from reaching the server until
+// Release: a client paused just before a statement, with its transaction
+// open and nothing locked yet.
+func (r *Relay) HoldRequests(pattern []byte) { r.mu.Lock(); r.hold = pattern; r.mu.Unlock() }
+
+// HeldRequests counts the requests HoldRequests has held.
+func (r *Relay) HeldRequests() int { r.mu.Lock(); defer r.mu.Unlock(); return r.heldN }
+
 // Release delivers what was held and stops holding.
-func (r *Relay) Release() { r.mu.Lock(); r.held = false; r.cond.Broadcast(); r.mu.Unlock() }
+func (r *Relay) Release() {
+	r.mu.Lock()
+	r.held, r.hold = false, nil
+	r.cond.Broadcast()
+	r.mu.Unlock()
+}
 
 // SetDown(true) resets every open connection and refuses new ones, as a
 // stopped server would; SetDown(false) lets connections through again.
@@ -61,6 +77,30 @@ func (r *Relay) SetDown(down bool) {
 			reset(c)
 		}
 		clear(r.conns)
+	}
+}
+
+// requests copies what the client sends, holding chunks that match hold.
+func (r *Relay) requests(srv, client net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			r.mu.Lock()
+			if r.hold != nil && bytes.Contains(buf[:n], r.hold) {
+				r.heldN++
+				for r.hold != nil {
+					r.cond.Wait()
+				}
+			}
+			r.mu.Unlock()
+			if _, werr := srv.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -96,7 +136,7 @@ func (r *Relay) relay(client net.Conn) {
 		delete(r.conns, srv)
 		r.mu.Unlock()
 	}()
-	go func() { io.Copy(srv, client); srv.Close() }()
+	go func() { r.requests(srv, client); srv.Close() }()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := srv.Read(buf)
