@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -26,6 +27,8 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	watchers := fs.Int("watchers", 0, "watching sessions per campaign")
 	rate := fs.Float64("rate", 0, "edits per second over all writers; 0: closed loop (each writer waits for its answer)")
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure, after every session joined")
+	warmup := fs.Duration("warmup", 0, "load this long before measuring (counters start after it)")
+	cpuprofile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
 	hot := fs.Float64("hot", 0, "share of edits aimed at one shared field, 0 to 1 (forces conflicts)")
 	mode := fs.String("mode", "fields", "fields (each writer its own field) or log (append-only, checkable)")
 	workspace := fs.String("workspace", "bench", "workspace of the bench's users and campaigns")
@@ -53,7 +56,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	cfg := load.Config{
 		URLs: strings.Split(*urls, ","), Secret: secret, Workspace: *workspace,
 		Campaigns: *campaigns, Writers: *writers, Watchers: *watchers, Rate: *rate,
-		Duration: *duration, Hot: *hot, Mode: load.Mode(*mode), DialConcurrency: *dial,
+		Duration: *duration, Warmup: *warmup, Hot: *hot, Mode: load.Mode(*mode), DialConcurrency: *dial,
 		Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) },
 	}
 	if *pid == 0 {
@@ -62,6 +65,17 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	var stopWatch func() *load.Process
 	if *pid > 0 {
 		stopWatch = load.Watch(*pid)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fmt.Errorf("bench: -cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("bench: -cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	stopSelf := load.Watch(os.Getpid())
 	rep, err := load.Run(ctx, cfg)

@@ -26,6 +26,7 @@ type config struct {
 	RedisPrefix    string
 	LogLevel       string
 	LogFormat      string
+	PprofAddr      string
 
 	origins auth.Origins
 }
@@ -46,6 +47,7 @@ func (c *config) settings() []setting {
 		{"COLLAB_REDIS_PREFIX", "redis-prefix", "collab", "prefix of every Redis key and channel", &c.RedisPrefix},
 		{"COLLAB_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"COLLAB_LOG_FORMAT", "log-format", "auto", "json, text, or auto (text on a terminal, JSON otherwise)", &c.LogFormat},
+		{"COLLAB_PPROF_ADDR", "pprof-addr", "", "loopback host:port serving net/http/pprof; empty: none", &c.PprofAddr},
 	}
 }
 
@@ -124,6 +126,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 	case "auto", "json", "text":
 	default:
 		bad("COLLAB_LOG_FORMAT", "%q is not json, text or auto", c.LogFormat)
+	}
+	if c.PprofAddr != "" {
+		if host, _, err := net.SplitHostPort(c.PprofAddr); err != nil || !isLoopback(host) {
+			bad("COLLAB_PPROF_ADDR", "%q is not a loopback host:port (for example 127.0.0.1:6060)", c.PprofAddr)
+		}
 	}
 	if c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, "{} ") {
 		bad("COLLAB_REDIS_PREFIX", "must be non-empty, without braces or spaces")

@@ -97,21 +97,22 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 
 // server is one running node and everything it must close, in order.
 type server struct {
-	log      *slog.Logger
-	addr     string // the address actually listened on
-	http     *http.Server
-	hub      *session.Hub
-	flusher  *autosave.Flusher
-	stopRun  context.CancelFunc
-	runDone  chan struct{}
-	bus      *draft.Bus
-	rdb      redis.UniversalClient
-	mini     *miniredis.Miniredis // nil on real Redis
-	store    store.Store
-	signer   *auth.Signer
-	served   chan error
-	embedded bool
-	dir      string // COLLAB_DATA_DIR
+	log       *slog.Logger
+	addr      string // the address actually listened on
+	http      *http.Server
+	hub       *session.Hub
+	flusher   *autosave.Flusher
+	stopRun   context.CancelFunc
+	runDone   chan struct{}
+	bus       *draft.Bus
+	rdb       redis.UniversalClient
+	mini      *miniredis.Miniredis // nil on real Redis
+	store     store.Store
+	signer    *auth.Signer
+	served    chan error
+	embedded  bool
+	dir       string // COLLAB_DATA_DIR
+	stopPprof func()
 }
 
 func (s *server) dataDir() string { return s.dir }
@@ -216,6 +217,13 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 			{Name: "store", Check: func(context.Context) error { return mon.Err("store") }},
 		},
 	})
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return nil, fmt.Errorf("COLLAB_PPROF_ADDR %s: %w", cfg.PprofAddr, err)
+		}
+		s.stopPprof = stop
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("COLLAB_ADDR %s: %w", cfg.Addr, err)
@@ -264,6 +272,9 @@ func (s *server) shutdown(timeout time.Duration) error {
 }
 
 func (s *server) closeBackends() {
+	if s.stopPprof != nil {
+		s.stopPprof()
+	}
 	if s.stopRun != nil {
 		// The timer, scheduler and monitor use the backends: they stop first.
 		s.stopRun()

@@ -84,3 +84,44 @@ func (h *Histogram) QuantilesScaled(div float64) Quantiles {
 	}
 	return q
 }
+
+// localHistogram is a Histogram for one goroutine: plain counters, no
+// atomics, so that many readers recording millions of samples a second do
+// not contend on shared cache lines. Merge adds it into a Histogram.
+type localHistogram struct {
+	buckets [histBuckets]int64
+	max, n  int64
+}
+
+func (h *localHistogram) record(d time.Duration) {
+	us := d.Microseconds()
+	if us < 1 {
+		us = 1
+	}
+	i := int(math.Log(float64(us)) / logGrowth)
+	if i >= histBuckets {
+		i = histBuckets - 1
+	}
+	h.buckets[i]++
+	h.n++
+	h.max = max(h.max, us)
+}
+
+// merge adds l's samples to h.
+func (h *Histogram) merge(l *localHistogram) {
+	if l == nil || l.n == 0 {
+		return
+	}
+	for i, c := range l.buckets {
+		if c != 0 {
+			h.buckets[i].Add(c)
+		}
+	}
+	h.n.Add(l.n)
+	for {
+		m := h.max.Load()
+		if l.max <= m || h.max.CompareAndSwap(m, l.max) {
+			break
+		}
+	}
+}

@@ -45,8 +45,11 @@ type Config struct {
 	Watchers  int     // reading sessions per campaign
 	Rate      float64 // edits/s over all writers; 0: closed loop (each writer waits for its answer)
 	Duration  time.Duration
-	Hot       float64 // share of edits aimed at one shared field (0..1), to force conflicts
-	Mode      Mode
+	// Warmup runs the load this long before the measured window opens:
+	// counters and histograms start at the window.
+	Warmup time.Duration
+	Hot    float64 // share of edits aimed at one shared field (0..1), to force conflicts
+	Mode   Mode
 	// NoBatchIDs sends edits without a batch id, as a client that cannot
 	// resend would: an edit answered unavailable (its outcome unknown) is
 	// given up, never sent again, and nothing is resent after a reconnect.
@@ -91,10 +94,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Warmup > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Warmup):
+		}
+		r.openWindow()
+	}
+	r.cfg.Log("load: measure start")
 	select {
 	case <-ctx.Done():
 	case <-time.After(cfg.Duration):
 	}
+	r.cfg.Log("load: measure end")
 	return r.Stop(), nil
 }
 
@@ -165,6 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 			s := &session{r: r, idx: n, campaign: id, node: n % len(cfg.URLs), writer: w < cfg.Writers, key: writerKey(w),
 				pending: map[string]*batch{}, answered: make(chan struct{}, 1)}
 			s.user = fmt.Sprintf("u%d", n)
+			s.userB = []byte(s.user)
 			tok, err := signer.Sign(auth.Claims{User: s.user, Name: fmt.Sprintf("User %d", n), Workspace: cfg.Workspace, Role: auth.Editor}, 24*time.Hour)
 			if err != nil {
 				return nil, err
@@ -199,12 +212,25 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 	cfg.Log("load: %d sessions joined %d campaigns in %v", len(r.sessions), len(r.campaigns), r.connected.Round(time.Millisecond))
 
 	r.started = time.Now()
-	r.measuring.Store(true)
+	r.measuring.Store(cfg.Warmup == 0)
 	for _, s := range r.sessions {
 		r.wg.Add(1)
 		go s.run()
 	}
 	return r, nil
+}
+
+// openWindow ends the warm-up: counts restart from zero now.
+func (r *Runner) openWindow() {
+	r.sent.Store(0)
+	r.accepted.Store(0)
+	r.conflicts.Store(0)
+	r.fanoutN.Store(0)
+	r.errMu.Lock()
+	clear(r.errs)
+	r.errMu.Unlock()
+	r.started = time.Now()
+	r.measuring.Store(true)
 }
 
 // Campaigns are the run's campaign ids.
@@ -219,6 +245,11 @@ func (r *Runner) Stop() *Report {
 	r.wg.Wait()
 	for _, s := range r.sessions {
 		s.close()
+	}
+	for _, s := range r.sessions {
+		r.fanout.merge(s.fan)
+		r.fanoutN.Add(s.fanN)
+		s.fan, s.fanN = nil, 0
 	}
 	rep := &Report{
 		Campaigns: len(r.campaigns), Sessions: len(r.sessions),

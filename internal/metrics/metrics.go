@@ -36,6 +36,12 @@ var (
 	Conflicts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "collab_edit_conflicts_total", Help: "Edit batches refused because another session wrote first.",
 	})
+	WriterPasses = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collab_writer_passes_total", Help: "Session writer passes, each one write(2) of every frame queued for the session.",
+	})
+	FramesSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collab_frames_sent_total", Help: "WebSocket frames written to sessions (divided by collab_writer_passes_total: frames per write).",
+	})
 	SlowClosed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "collab_slow_consumer_closes_total", Help: "Sessions closed because they could not keep up with their updates.",
 	})
@@ -59,7 +65,7 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, Sessions, Rooms, Messages, Errors, Edits, Conflicts, SlowClosed, FanoutLag,
+		HTTPRequests, Sessions, Rooms, Messages, Errors, Edits, Conflicts, SlowClosed, WriterPasses, FramesSent, FanoutLag,
 		Flushes, OldestUnflushed, StoreUp, RedisUp)
 }
 

@@ -2,6 +2,8 @@ package session_test
 
 import (
 	"context"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +172,63 @@ func TestResyncOfALargeDocumentKeepsSessions(t *testing.T) {
 			if s := w.Expect("snapshot"); len(s["doc"].(map[string]any)["body"].(string)) != size {
 				t.Fatalf("watcher %d: short snapshot", i)
 			}
+		}
+	})
+}
+
+// On the batch subprotocol a pass's messages share frames, one per line, in
+// order; a plain collab.v1 client still gets one message per frame.
+func TestBatchedFrames(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{RatePerSec: 1e6, RateBurst: 1e6})
+		id := c.Campaign("w1", doc)
+		batched, _, err := sessiontest.DialProtocols(t, n, http.Header{"Authorization": {"Bearer " + c.Token("bat", "w1", auth.Viewer)}},
+			session.SubprotocolBatch, session.Subprotocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if batched.Conn.Subprotocol() != session.SubprotocolBatch {
+			t.Fatalf("negotiated %q", batched.Conn.Subprotocol())
+		}
+		batched.Expect("welcome")
+		batched.Join(id)
+		plain := c.Connect(n, "pla", "w1", auth.Viewer)
+		plain.Join(id)
+		writers := make([]*sessiontest.Client, 8)
+		for i := range writers {
+			writers[i] = c.Connect(n, "w"+string(rune('a'+i)), "w1", auth.Editor)
+			writers[i].Join(id)
+		}
+		before := map[*sessiontest.Client]int64{batched: batched.Frames.Load(), plain: plain.Frames.Load()}
+		const each = 40
+		for k := 0; k < each; k++ {
+			for i, w := range writers {
+				w.Edit(id, 0, `[{"op":"add","path":"/f`+string(rune('a'+i))+`","value":`+strconv.Itoa(k)+`}]`)
+			}
+		}
+		const total = each * 8
+		for _, cl := range []*sessiontest.Client{batched, plain} {
+			var last int64
+			for got := 0; got < total; {
+				m := cl.Next()
+				if m["type"] != "update" {
+					continue
+				}
+				rev := sessiontest.Num(m["rev"])
+				if rev != last+1 {
+					t.Fatalf("update rev %d after %d", rev, last)
+				}
+				last = rev
+				got++
+			}
+			frames := cl.Frames.Load() - before[cl]
+			if cl == batched && frames >= total {
+				t.Fatalf("batched client: %d frames for %d updates", frames, total)
+			}
+			if cl == plain && frames < total {
+				t.Fatalf("plain client: %d frames for %d updates", frames, total)
+			}
+			t.Logf("%d updates in %d frames", total, frames)
 		}
 	})
 }

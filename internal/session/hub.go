@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -78,6 +79,9 @@ type Config struct {
 	RedisTimeout time.Duration // an edit's Redis calls, so a node cut off answers unavailable (2 s)
 	PingInterval time.Duration // keepalive (25 s)
 	PongTimeout  time.Duration // a ping's pong must arrive within (the ping interval)
+	// MaxWriteDelay bounds how long a busy session's writer gathers
+	// messages before writing them (10 ms); see Session.writer.
+	MaxWriteDelay time.Duration
 	// SnapshotBytes bounds the snapshots queued for a session, apart from
 	// QueueBytes, so a resync of a document near its size limit always fits
 	// (8 MiB).
@@ -112,6 +116,9 @@ func (c *Config) defaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second
+	}
+	if c.MaxWriteDelay <= 0 {
+		c.MaxWriteDelay = 10 * time.Millisecond
 	}
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = 2 * time.Second
@@ -153,6 +160,10 @@ type Hub struct {
 
 	wg         sync.WaitGroup // sessions and rooms
 	pingerDone chan struct{}
+
+	// writing counts the sessions whose writer is running: the load that
+	// sets how long a busy writer gathers before its next write.
+	writing atomic.Int64
 }
 
 // NewHub returns a Hub. presenceTTL is the drafts' presence TTL: rooms beat
@@ -210,7 +221,7 @@ func (h *Hub) Broadcast(ctx context.Context, campaign string, msg []byte) error 
 // answer with plain HTTP: 400 without the collab.v1 subprotocol, 403 for a
 // foreign Origin, 401 for a bad bearer token.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !offers(r, Subprotocol) {
+	if !offers(r, Subprotocol) && !offers(r, SubprotocolBatch) {
 		httpError(w, errcode.New(errcode.Invalid, "the %s subprotocol is required", Subprotocol))
 		return
 	}
@@ -236,7 +247,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	hw := &hijackWriter{ResponseWriter: w}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
-		Subprotocols:       []string{Subprotocol},
+		Subprotocols:       []string{SubprotocolBatch, Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above, against our own allow-list
 		CompressionMode:    websocket.CompressionDisabled,
 	})

@@ -14,6 +14,13 @@ import (
 // Subprotocol is the WebSocket subprotocol a client must offer.
 const Subprotocol = "collab.v1"
 
+// SubprotocolBatch is collab.v1 with batched frames: a text frame from the
+// server may hold several messages, one JSON object per line ('\n'
+// between them; no message contains a raw newline). A client offers it
+// before collab.v1; the server picks it when offered. Client frames are
+// unchanged: one message each.
+const SubprotocolBatch = "collab.v1.batch"
+
 // Close codes a session may end with, besides the standard ones (1000 normal,
 // 1001 server going away: reconnect elsewhere, 1008 no valid hello in time,
 // 1009 message too big). Codes in 4000-4099 ask the client to reconnect and

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,7 +27,9 @@ type Session struct {
 	conn *websocket.Conn
 	raw  *batchConn
 	id   string
-	out  *queue
+	// batched is set on the batch subprotocol: a pass's messages share frames.
+	batched bool
+	out     *queue
 
 	ctx    context.Context // cancelled when the session ends
 	cancel context.CancelFunc
@@ -50,7 +53,7 @@ func newSession(h *Hub, conn *websocket.Conn, raw *batchConn, claims *auth.Claim
 	rand.Read(b)
 	ctx, cancel := context.WithCancel(h.ctx)
 	conn.SetReadLimit(h.cfg.MaxMessage)
-	s := &Session{hub: h, conn: conn, raw: raw, id: "s" + hex.EncodeToString(b),
+	s := &Session{hub: h, conn: conn, raw: raw, id: "s" + hex.EncodeToString(b), batched: conn.Subprotocol() == SubprotocolBatch,
 		ctx: ctx, cancel: cancel,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.RatePerSec), h.cfg.RateBurst), joined: map[string]*member{}}
 	s.out = newQueue(h.cfg.QueueBytes, h.cfg.SnapshotBytes, func() {
@@ -317,11 +320,29 @@ func (s *Session) hello(req *Request) error {
 
 // writer drains the queue and exits when it is empty; the queue starts it
 // again on the next message, keepalive ping or close. Each pass goes out in
-// one write(2) with one deadline, however many frames it holds.
+// one write(2) with one deadline, however many frames it holds, and on the
+// batch subprotocol as few frames as fit.
+//
+// A write costs a syscall per receiver, so at fan-out the number of writes,
+// not of messages, is what a node can afford. A writer that wrote less than
+// a delay ago gathers for the rest of that delay before its next pass; the
+// delay grows with the number of busy writers on the node (one millisecond
+// per fifty, up to MaxWriteDelay). An isolated message still goes out at
+// once: only a session that is receiving a stream waits.
 func (s *Session) writer() {
 	defer s.writers.Done()
+	h := s.hub
+	h.writing.Add(1)
+	defer h.writing.Add(-1)
 	var batch []outMsg
+	var last time.Time
 	for {
+		if !last.IsZero() {
+			delay := min(time.Duration(h.writing.Load())*time.Millisecond/50, h.cfg.MaxWriteDelay)
+			if wait := delay - time.Since(last); wait > 100*time.Microsecond {
+				time.Sleep(wait)
+			}
+		}
 		var ping, done bool
 		var final *closing
 		batch, ping, final, done = s.out.take(batch[:0])
@@ -329,16 +350,12 @@ func (s *Session) writer() {
 			return
 		}
 		if len(batch) > 0 {
+			last = time.Now()
 			s.raw.begin()
-			var err error
-			for i, m := range batch {
-				if err == nil {
-					// Into the batch buffer: this cannot block on the network.
-					err = s.conn.Write(context.Background(), websocket.MessageText, m.b)
-				}
-				batch[i] = outMsg{}
-			}
-			if ferr := s.raw.flush(time.Now().Add(s.hub.cfg.WriteTimeout)); err == nil {
+			frames, err := s.writeBatch(batch)
+			metrics.WriterPasses.Inc()
+			metrics.FramesSent.Add(float64(frames))
+			if ferr := s.raw.flush(last.Add(h.cfg.WriteTimeout)); err == nil {
 				err = ferr
 			}
 			if err != nil {
@@ -358,6 +375,60 @@ func (s *Session) writer() {
 		}
 	}
 }
+
+// maxBatchFrame is where a batch frame stops taking more messages.
+const maxBatchFrame = 256 << 10
+
+// writeBatch writes a pass's messages into the batch buffer: a frame each
+// on collab.v1, newline-joined frames on the batch subprotocol. It clears
+// batch and returns how many frames it wrote.
+func (s *Session) writeBatch(batch []outMsg) (int, error) {
+	var err error
+	frames := 0
+	if !s.batched {
+		for i, m := range batch {
+			if err == nil {
+				// Into the batch buffer: this cannot block on the network.
+				err = s.conn.Write(context.Background(), websocket.MessageText, m.b)
+				frames++
+			}
+			batch[i] = outMsg{}
+		}
+		return frames, err
+	}
+	buf := frameBufs.Get().(*[]byte)
+	emit := func() {
+		if len(*buf) > 0 && err == nil {
+			err = s.conn.Write(context.Background(), websocket.MessageText, *buf)
+			frames++
+		}
+		*buf = (*buf)[:0]
+	}
+	for i, m := range batch {
+		if bytes.IndexByte(m.b, '\n') >= 0 {
+			// Never the case for what the server encodes; kept whole if so.
+			emit()
+			*buf = append(*buf, m.b...)
+			emit()
+		} else {
+			if len(*buf) > 0 && len(*buf)+len(m.b) > maxBatchFrame {
+				emit()
+			}
+			if len(*buf) > 0 {
+				*buf = append(*buf, '\n')
+			}
+			*buf = append(*buf, m.b...)
+		}
+		batch[i] = outMsg{}
+	}
+	emit()
+	if cap(*buf) <= 1<<20 {
+		frameBufs.Put(buf)
+	}
+	return frames, err
+}
+
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // ping sends a keepalive ping and waits for its pong on a goroutine of its
 // own: the writer never waits for a pong, and the pong is read only when

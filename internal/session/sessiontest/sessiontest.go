@@ -3,6 +3,7 @@
 package sessiontest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,14 +141,25 @@ type Client struct {
 	Conn *websocket.Conn
 	In   chan map[string]any
 	Err  chan error
+	// Frames counts the frames received (a batched frame holds several
+	// messages).
+	Frames atomic.Int64
 }
 
 func Dial(t testing.TB, n *Node, header http.Header) (*Client, *http.Response, error) {
 	t.Helper()
+	return DialProtocols(t, n, header, session.Subprotocol)
+}
+
+// DialProtocols dials offering the given subprotocols (collab.v1.batch
+// first for batched frames). The client splits a batched frame into its
+// messages; Frames counts the frames.
+func DialProtocols(t testing.TB, n *Node, header http.Header, protocols ...string) (*Client, *http.Response, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	url := "ws" + strings.TrimPrefix(n.Srv.URL, "http")
-	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{session.Subprotocol}, HTTPHeader: header})
+	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: protocols, HTTPHeader: header})
 	if err != nil {
 		return nil, resp, err
 	}
@@ -160,13 +173,16 @@ func Dial(t testing.TB, n *Node, header http.Header) (*Client, *http.Response, e
 				close(cl.In)
 				return
 			}
-			var m map[string]any
-			if err := json.Unmarshal(data, &m); err != nil {
-				cl.Err <- fmt.Errorf("bad frame %s: %w", data, err)
-				close(cl.In)
-				return
+			cl.Frames.Add(1)
+			for _, line := range bytes.Split(data, []byte{'\n'}) {
+				var m map[string]any
+				if err := json.Unmarshal(line, &m); err != nil {
+					cl.Err <- fmt.Errorf("bad frame %s: %w", data, err)
+					close(cl.In)
+					return
+				}
+				cl.In <- m
 			}
-			cl.In <- m
 		}
 	}()
 	t.Cleanup(func() { conn.CloseNow() })

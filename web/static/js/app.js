@@ -50,6 +50,31 @@ function setToken(token) {
   if (app.api) app.api.token = token;
   if (app.client) app.client.setToken(token);
   else start();
+  scheduleRenewal(token);
+}
+
+// A minute before the token expires, ask the host for a new one (or, on the
+// development sign-in, sign in again under the same name): the session then
+// renews in place instead of being cut off at exp.
+let renewTimer = null;
+function scheduleRenewal(token) {
+  clearTimeout(renewTimer);
+  const c = claims(token);
+  if (!c || !c.exp) return;
+  const wait = c.exp * 1000 - Date.now() - 60_000;
+  renewTimer = setTimeout(async () => {
+    if (window.parent !== window) {
+      window.parent.postMessage({ type: "collab.token-needed" }, "*");
+      return;
+    }
+    const devName = sessionStorage.getItem("collab.dev-name");
+    if (!devName) return;
+    try {
+      setToken((await new API().devLogin(devName)).token);
+    } catch {
+      // offline: the expiry notice asks to sign in again
+    }
+  }, Math.max(wait, 1000));
 }
 
 function claims(token) {
@@ -82,6 +107,7 @@ function start() {
   });
   window.addEventListener("online", () => app.client.reconnectNow());
   app.client.connect();
+  scheduleRenewal(app.token);
   renderChrome();
   window.addEventListener("hashchange", route);
   route();
@@ -106,6 +132,7 @@ function showLogin() {
       try {
         const r = await new API().devLogin(name.value);
         sessionStorage.setItem("collab.token", r.token);
+        sessionStorage.setItem("collab.dev-name", name.value);
         location.hash = location.hash && !location.hash.includes("token=") ? location.hash : "#/";
         root.replaceChildren();
         start();

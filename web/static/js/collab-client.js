@@ -16,6 +16,9 @@
 import { apply, clone, get, overlaps, setOps } from "./patch.js";
 
 export const PROTOCOL = "collab.v1";
+// Offered first: the server may then put several messages in one frame, one
+// JSON object per line (fewer frames to write and to wake the page for).
+export const PROTOCOL_BATCH = "collab.v1.batch";
 const MAX_FRAME = 60 * 1024; // the server closes on frames over 64 KiB
 
 export class CollabError extends Error {
@@ -51,7 +54,7 @@ export class CollabClient extends EventTarget {
     this.setState("connecting");
     let ws;
     try {
-      ws = new this.WS(this.url, PROTOCOL);
+      ws = new this.WS(this.url, [PROTOCOL_BATCH, PROTOCOL]);
     } catch (err) {
       this.scheduleRetry();
       return;
@@ -59,13 +62,15 @@ export class CollabClient extends EventTarget {
     this.ws = ws;
     ws.onopen = () => this.rawSend({ type: "hello", token: this.token });
     ws.onmessage = (ev) => {
-      let msg;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch {
-        return;
+      for (const line of String(ev.data).split("\n")) {
+        let msg;
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        this.receive(msg);
       }
-      this.receive(msg);
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
@@ -84,13 +89,16 @@ export class CollabClient extends EventTarget {
     };
   }
 
-  // setToken replaces the token (a renewed one from the host application)
-  // and reconnects if the old one was refused.
+  // setToken replaces the token (a renewed one from the host application):
+  // an open session renews in place (hello again; it stays joined), one
+  // whose token was refused reconnects.
   setToken(token) {
     this.token = token;
     if (this.state === "unauthorized") {
       this.attempt = 0;
       this.connect();
+    } else if (this.state === "online" && this.ws) {
+      this.rawSend({ type: "hello", token, ref: this.nextRef++ });
     }
   }
 
