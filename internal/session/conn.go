@@ -23,6 +23,7 @@ type batchConn struct {
 	mu       sync.Mutex // guards the following fields; held across a pass-through write
 	batching bool
 	buf      *[]byte
+	closeOut bool // the library wrote a close frame: no data frame may follow
 }
 
 func (c *batchConn) Read(p []byte) (int, error) {
@@ -37,9 +38,16 @@ func (c *batchConn) Read(p []byte) (int, error) {
 // batchBufs are the batch buffers: an idle session holds none.
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
+// Write takes what coder/websocket writes: since the session writes its
+// data frames itself (appendText), these are control frames only (ping,
+// pong, close), each in one call (header and payload fit its 512-byte
+// buffer), so they never split around a data frame.
 func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(p) > 0 && p[0] == 0x88 {
+		c.closeOut = true
+	}
 	if c.batching {
 		*c.buf = append(*c.buf, p...)
 		return len(p), nil
@@ -55,6 +63,44 @@ func (c *batchConn) begin() {
 		c.buf = batchBufs.Get().(*[]byte)
 	}
 	c.mu.Unlock()
+}
+
+// appendText adds one unmasked, unfragmented text frame holding the parts
+// joined by sep to the batch (RFC 6455 section 5.2: a server's frames are
+// never masked). Writing data frames here rather than through the library
+// saves its per-message locking and a copy; the library still does the
+// handshake, reading, control frames and the close.
+func (c *batchConn) appendText(parts [][]byte, sep byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if len(parts) > 1 && sep != 0 {
+		n += len(parts) - 1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeOut {
+		return net.ErrClosed
+	}
+	b := *c.buf
+	b = append(b, 0x81) // FIN, text
+	switch {
+	case n < 126:
+		b = append(b, byte(n))
+	case n < 1<<16:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	for i, p := range parts {
+		if i > 0 && sep != 0 {
+			b = append(b, sep)
+		}
+		b = append(b, p...)
+	}
+	*c.buf = b
+	return nil
 }
 
 // flush writes what was collected in one write, bounded by deadline, and

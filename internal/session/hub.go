@@ -80,7 +80,7 @@ type Config struct {
 	PingInterval time.Duration // keepalive (25 s)
 	PongTimeout  time.Duration // a ping's pong must arrive within (the ping interval)
 	// MaxWriteDelay bounds how long a busy session's writer gathers
-	// messages before writing them (10 ms); see Session.writer.
+	// messages before writing them (20 ms); see Session.writer.
 	MaxWriteDelay time.Duration
 	// SnapshotBytes bounds the snapshots queued for a session, apart from
 	// QueueBytes, so a resync of a document near its size limit always fits
@@ -118,7 +118,7 @@ func (c *Config) defaults() {
 		c.PingInterval = 25 * time.Second
 	}
 	if c.MaxWriteDelay <= 0 {
-		c.MaxWriteDelay = 10 * time.Millisecond
+		c.MaxWriteDelay = 20 * time.Millisecond
 	}
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = 2 * time.Second

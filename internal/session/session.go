@@ -327,7 +327,7 @@ func (s *Session) hello(req *Request) error {
 // not of messages, is what a node can afford. A writer that wrote less than
 // a delay ago gathers for the rest of that delay before its next pass; the
 // delay grows with the number of busy writers on the node (one millisecond
-// per fifty, up to MaxWriteDelay). An isolated message still goes out at
+// per twenty, up to MaxWriteDelay). An isolated message still goes out at
 // once: only a session that is receiving a stream waits.
 func (s *Session) writer() {
 	defer s.writers.Done()
@@ -338,7 +338,7 @@ func (s *Session) writer() {
 	var last time.Time
 	for {
 		if !last.IsZero() {
-			delay := min(time.Duration(h.writing.Load())*time.Millisecond/50, h.cfg.MaxWriteDelay)
+			delay := min(time.Duration(h.writing.Load())*time.Millisecond/20, h.cfg.MaxWriteDelay)
 			if wait := delay - time.Since(last); wait > 100*time.Microsecond {
 				time.Sleep(wait)
 			}
@@ -385,50 +385,51 @@ const maxBatchFrame = 256 << 10
 func (s *Session) writeBatch(batch []outMsg) (int, error) {
 	var err error
 	frames := 0
+	var one [1][]byte
 	if !s.batched {
 		for i, m := range batch {
 			if err == nil {
-				// Into the batch buffer: this cannot block on the network.
-				err = s.conn.Write(context.Background(), websocket.MessageText, m.b)
+				one[0] = m.b
+				err = s.raw.appendText(one[:], 0)
 				frames++
 			}
 			batch[i] = outMsg{}
 		}
 		return frames, err
 	}
-	buf := frameBufs.Get().(*[]byte)
+	parts := partsPool.Get().(*[][]byte)
+	size := 0
 	emit := func() {
-		if len(*buf) > 0 && err == nil {
-			err = s.conn.Write(context.Background(), websocket.MessageText, *buf)
+		if len(*parts) > 0 && err == nil {
+			err = s.raw.appendText(*parts, '\n')
 			frames++
 		}
-		*buf = (*buf)[:0]
+		clear(*parts)
+		*parts, size = (*parts)[:0], 0
 	}
 	for i, m := range batch {
 		if bytes.IndexByte(m.b, '\n') >= 0 {
 			// Never the case for what the server encodes; kept whole if so.
 			emit()
-			*buf = append(*buf, m.b...)
+			*parts = append(*parts, m.b)
 			emit()
 		} else {
-			if len(*buf) > 0 && len(*buf)+len(m.b) > maxBatchFrame {
+			if size > 0 && size+len(m.b) > maxBatchFrame {
 				emit()
 			}
-			if len(*buf) > 0 {
-				*buf = append(*buf, '\n')
-			}
-			*buf = append(*buf, m.b...)
+			*parts = append(*parts, m.b)
+			size += len(m.b) + 1
 		}
 		batch[i] = outMsg{}
 	}
 	emit()
-	if cap(*buf) <= 1<<20 {
-		frameBufs.Put(buf)
+	if cap(*parts) <= 4096 {
+		partsPool.Put(parts)
 	}
 	return frames, err
 }
 
-var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+var partsPool = sync.Pool{New: func() any { p := make([][]byte, 0, 64); return &p }}
 
 // ping sends a keepalive ping and waits for its pong on a goroutine of its
 // own: the writer never waits for a pong, and the pong is read only when
