@@ -391,11 +391,18 @@ func TestRetriedCallAppliesOnce(t *testing.T) {
 		e := open(t, b)
 		batch := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: 0, Session: "A", User: "u", Keys: []string{"/a"}, Writes: []bool{true}}
 		batch.Prefix, batch.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
-		res, err := b.applyOnce(context.Background(), batch, "n1", "k1")
+		once := func(nonce string) (Result, error) {
+			res, err := b.applyOnce(context.Background(), []Batch{batch}, nonce, []string{"k1"})
+			if err != nil {
+				return Result{}, err
+			}
+			return res[0], nil
+		}
+		res, err := once("n1")
 		if err != nil || res.Outcome != Accepted || res.Rev != 1 {
 			t.Fatalf("first run: %+v %v", res, err)
 		}
-		res, err = b.applyOnce(context.Background(), batch, "n1", "k1")
+		res, err = once("n1")
 		if err != nil || res.Outcome != Accepted || res.Rev != 1 {
 			t.Fatalf("the retried run: %+v %v", res, err)
 		}
@@ -403,7 +410,7 @@ func TestRetriedCallAppliesOnce(t *testing.T) {
 			t.Fatalf("applied twice: rev %d", h.Rev)
 		}
 		// Another call with the same dedup key (a client's resend) is a duplicate.
-		if res, _ := b.applyOnce(context.Background(), batch, "n2", "k1"); res.Outcome != Duplicate || res.Rev != 1 {
+		if res, _ := once("n2"); res.Outcome != Duplicate || res.Rev != 1 {
 			t.Fatalf("resend: %+v", res)
 		}
 	})
@@ -469,6 +476,56 @@ func TestStagingKeepsTheOpenRev(t *testing.T) {
 		b.Unstage(ctx, "c1", "bob", "/messages/email")
 		if s, _ := b.StagedValue(ctx, "c1", "bob", "/messages/email"); s.OpenRev != 0 || s.Value != nil {
 			t.Fatalf("after unstage: %+v", s)
+		}
+	})
+}
+
+// Several sessions' batches in one script call are judged one after the
+// other, exactly as if they had come in that order one by one.
+func TestGroupCommitIsBatchByBatch(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		mk := func(sess, id string, base int64, keys ...string) Batch {
+			batch := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: base, Session: sess, User: "u-" + sess, ID: id}
+			batch.Prefix, batch.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+			for _, k := range keys {
+				batch.Keys = append(batch.Keys, k)
+				batch.Writes = append(batch.Writes, true)
+			}
+			return batch
+		}
+		res, err := b.ApplyMany(context.Background(), []Batch{
+			mk("A", "a1", 0, "/a"),
+			mk("B", "b1", 0, "/a/x"), // under A's write, same base: A came first
+			mk("C", "c1", 0, "/c"),
+			mk("C", "c1", 0, "/c"), // the same batch id again in the call
+			mk("D", "", 5, "/d"),   // base ahead
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []struct {
+			o   Outcome
+			rev int64
+		}{{Accepted, 1}, {Conflict, 1}, {Accepted, 2}, {Duplicate, 2}, {Ahead, 2}}
+		for i, w := range want {
+			if res[i].Outcome != w.o || res[i].Rev != w.rev {
+				t.Fatalf("batch %d: %+v, want %v at %d (all: %+v)", i, res[i], w.o, w.rev, res)
+			}
+		}
+		if len(res[1].Conflicts) != 1 || res[1].Conflicts[0] != "/a/x" {
+			t.Fatalf("conflicts %v", res[1].Conflicts)
+		}
+		log, _ := b.Log(context.Background(), "c1", 0, -1)
+		if len(log) != 2 {
+			t.Fatalf("log holds %d entries", len(log))
+		}
+		// A refusal of the buffer answers every batch.
+		stale := mk("A", "", 2, "/z")
+		stale.Epoch = "old"
+		res, _ = b.ApplyMany(context.Background(), []Batch{stale, stale})
+		if res[0].Outcome != EpochLost || res[1].Outcome != EpochLost {
+			t.Fatalf("epoch refusal: %+v", res)
 		}
 	})
 }

@@ -61,37 +61,66 @@ type Result struct {
 	Conflicts []string
 }
 
-// Apply runs the edit script for b and, in the same round trip, marks the
-// campaign dirty for autosave (outside the script, because the dirty set is
-// not in the campaign's hash slot).
+// Apply runs the edit script for one batch; see ApplyMany.
 func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
-	// Every batch has a dedup key, the client's id or one of the server's
-	// own, and every call a nonce: the client library retries a call whose
-	// reply it did not get (a timeout), and after the link heals both copies
-	// may run. The second finds the first's entry; when the nonce is ours it
-	// is the same call, accepted once.
-	dedup := "\x01" + batch.Session + "\x00" + newEpoch()
-	if batch.ID != "" {
-		dedup = batch.User + "\x00" + batch.ID
+	res, err := b.ApplyMany(ctx, []Batch{batch})
+	if err != nil {
+		return Result{}, err
 	}
-	return b.applyOnce(ctx, batch, newEpoch(), dedup)
+	return res[0], nil
 }
 
-func (b *Buffer) applyOnce(ctx context.Context, batch Batch, nonce, dedup string) (Result, error) {
-	k := b.keys(batch.Campaign)
-	now := time.Now().UnixMilli()
-	args := make([]any, 0, 10+2*len(batch.Keys))
-	var maxLog any = b.opts.MaxLog
-	if batch.CheckOnly {
-		maxLog, dedup = "check", ""
-	}
-	args = append(args, batch.Epoch, batch.Base, batch.Session, dedup, batch.Prefix, batch.Suffix, now, k.channel, maxLog, nonce)
-	for i, key := range batch.Keys {
-		w := "t"
-		if batch.Writes[i] {
-			w = "w"
+// ApplyMany runs the edit script once for several batches of one campaign
+// and epoch (group commit: one round trip and one script call for what
+// several sessions sent meanwhile), in order, each checked against what the
+// ones before it did. In the same round trip it marks the campaign dirty for
+// autosave (outside the script, because the dirty set is not in the
+// campaign's hash slot). A CheckOnly batch goes alone.
+//
+// Every batch has a dedup key, the client's id or one of the server's own,
+// and every call a nonce: the client library retries a call whose reply it
+// did not get (a timeout), and after the link heals both copies may run.
+// The second finds the first's entries; when the nonce is ours it is the
+// same call, accepted once.
+func (b *Buffer) ApplyMany(ctx context.Context, batches []Batch) ([]Result, error) {
+	dedups := make([]string, len(batches))
+	for i, batch := range batches {
+		dedups[i] = "\x01" + batch.Session + "\x00" + newEpoch()
+		if batch.ID != "" {
+			dedups[i] = batch.User + "\x00" + batch.ID
 		}
-		args = append(args, key, w)
+	}
+	return b.applyOnce(ctx, batches, newEpoch(), dedups)
+}
+
+// batchNonce is the nonce of the i-th batch of a call: a retry of the call
+// repeats it, a second batch with the same id in one call does not.
+func batchNonce(call string, i int) string { return call + "." + strconv.Itoa(i) }
+
+func (b *Buffer) applyOnce(ctx context.Context, batches []Batch, nonce string, dedups []string) ([]Result, error) {
+	first := batches[0]
+	k := b.keys(first.Campaign)
+	now := time.Now().UnixMilli()
+	var maxLog any = b.opts.MaxLog
+	check := first.CheckOnly
+	if check {
+		maxLog = "check"
+	}
+	args := make([]any, 0, 4+len(batches)*12)
+	args = append(args, first.Epoch, now, k.channel, maxLog)
+	for i, batch := range batches {
+		dedup := dedups[i]
+		if check {
+			dedup = ""
+		}
+		args = append(args, batch.Base, batch.Session, dedup, batch.Prefix, batch.Suffix, batchNonce(nonce, i), len(batch.Keys))
+		for j, key := range batch.Keys {
+			w := "t"
+			if batch.Writes[j] {
+				w = "w"
+			}
+			args = append(args, key, w)
+		}
 	}
 	ks := []string{k.meta, k.paths, k.log, k.ids}
 	run := func(useSHA bool) (*redis.Cmd, error) {
@@ -102,8 +131,8 @@ func (b *Buffer) applyOnce(ctx context.Context, batch Batch, nonce, dedup string
 			} else {
 				cmd = editScript.Eval(ctx, p, ks, args...)
 			}
-			if !batch.CheckOnly {
-				p.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(now), Member: batch.Campaign})
+			if !check {
+				p.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(now), Member: first.Campaign})
 			}
 			return nil
 		})
@@ -117,22 +146,41 @@ func (b *Buffer) applyOnce(ctx context.Context, batch Batch, nonce, dedup string
 		if cmd != nil && cmd.Err() != nil {
 			err = cmd.Err()
 		}
-		return Result{}, unavailable("apply edit to "+batch.Campaign, err)
+		return nil, unavailable("apply edit to "+first.Campaign, err)
 	}
 	res, err := cmd.StringSlice()
-	if err != nil || len(res) < 2 {
-		return Result{}, unavailable("apply edit to "+batch.Campaign, errors.Join(err, errors.New("short reply")))
+	if err != nil || len(res) < 3 {
+		return nil, unavailable("apply edit to "+first.Campaign, errors.Join(err, errors.New("short reply")))
 	}
-	r := Result{Outcome: Outcome(res[0]), Rev: atoi(res[1])}
-	switch r.Outcome {
-	case Conflict:
-		r.Conflicts = res[2:]
-	case Duplicate:
-		if len(res) > 2 && res[2] == nonce {
-			r.Outcome = Accepted // our own call, run twice by a retry
+	out := make([]Result, len(batches))
+	if res[0] == "*" {
+		for i := range out {
+			out[i] = Result{Outcome: Outcome(res[1]), Rev: atoi(res[2])}
 		}
+		return out, nil
 	}
-	return r, nil
+	for i := range out {
+		if len(res) < 3 {
+			return nil, unavailable("apply edit to "+first.Campaign, errors.New("short reply"))
+		}
+		n := int(atoi(res[2]))
+		if len(res) < 3+n {
+			return nil, unavailable("apply edit to "+first.Campaign, errors.New("short reply"))
+		}
+		r := Result{Outcome: Outcome(res[0]), Rev: atoi(res[1])}
+		extra := res[3 : 3+n]
+		switch r.Outcome {
+		case Conflict:
+			r.Conflicts = extra
+		case Duplicate:
+			if len(extra) == 1 && extra[0] == batchNonce(nonce, i) {
+				r.Outcome = Accepted // our own call, run twice by a retry
+			}
+		}
+		out[i] = r
+		res = res[3+n:]
+	}
+	return out, nil
 }
 
 // UpdateFrame returns the Prefix and Suffix of an update message for a

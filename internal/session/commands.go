@@ -264,7 +264,7 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 	}
 	sentAt := time.Now()
 	prefix, suffix := draft.UpdateFrame(r.id, opsJSON, byJSON, idJSON, sentAt)
-	res, err := r.hub.drafts.Apply(ctx, draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
+	res, err := r.commit(draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
 		Session: s.id, User: c.User, ID: id, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes})
 	if err != nil {
 		return false, err

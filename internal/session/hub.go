@@ -32,6 +32,7 @@ type Drafts interface {
 	Open(ctx context.Context, workspace, campaign string, savedRev int64, status string, fence func(ctx context.Context, epoch string) error) (draft.Head, error)
 	Head(ctx context.Context, campaign string) (draft.Head, bool, error)
 	Apply(ctx context.Context, b draft.Batch) (draft.Result, error)
+	ApplyMany(ctx context.Context, batches []draft.Batch) ([]draft.Result, error)
 	Log(ctx context.Context, campaign string, after, upto int64) ([]draft.Entry, error)
 	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 	Channel(campaign string) string

@@ -67,6 +67,8 @@ type room struct {
 	waiters []waiter
 	editors []draft.Presence
 
+	commits committer
+
 	fillMu   sync.Mutex // one gap fill at a time
 	kick     chan struct{}
 	presence chan struct{}
