@@ -284,13 +284,10 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 		if res.Rev > m.lastAck {
 			m.lastAck = res.Rev
 		}
-		fields := Msg{"campaign": r.id, "rev": res.Rev}
-		if res.Outcome == draft.Duplicate {
-			fields["duplicate"] = true
-		}
+		ack := encodeAck(req.Ref, r.id, res.Rev, res.Outcome == draft.Duplicate)
 		r.after(res.Rev, func(ok bool) {
 			if ok {
-				s.Reply(req, "ack", fields)
+				s.Send(ack)
 			} else {
 				s.ReplyError(req, errcode.New(errcode.Unavailable, "the draft history was lost before this edit was delivered; resend it after the fresh snapshot"))
 			}

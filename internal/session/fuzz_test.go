@@ -1,6 +1,10 @@
 package session
 
-import "testing"
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
 
 // FuzzDecodeRequest: any frame decodes or is refused, never panics; a
 // decoded request always has a type, and a bad ref is never echoed.
@@ -21,4 +25,23 @@ func FuzzDecodeRequest(f *testing.F) {
 			req.batchID()
 		}
 	})
+}
+
+// The hand-written ack is the JSON the generic encoder writes.
+func TestEncodeAck(t *testing.T) {
+	for _, tc := range []struct {
+		ref string
+		dup bool
+	}{{`"r1"`, false}, {`42`, true}, {``, false}} {
+		got := encodeAck(json.RawMessage(tc.ref), "c_1-x", 17, tc.dup)
+		fields := Msg{"campaign": "c_1-x", "rev": int64(17)}
+		if tc.dup {
+			fields["duplicate"] = true
+		}
+		want := encode("ack", json.RawMessage(tc.ref), fields)
+		var a, b any
+		if json.Unmarshal(got, &a) != nil || json.Unmarshal(want, &b) != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("ack %s, want %s", got, want)
+		}
+	}
 }

@@ -155,3 +155,23 @@ func encode(typ string, ref json.RawMessage, fields Msg) []byte {
 func encodeError(ref json.RawMessage, err error) []byte {
 	return encode("error", ref, Msg{"code": errcode.Of(err), "message": errcode.Message(err)})
 }
+
+// encodeAck writes an ack without a map and a reflective encode: one goes
+// out per accepted edit. ref is a validated string or number, campaign an
+// id of the checked alphabet (no escaping needed).
+func encodeAck(ref json.RawMessage, campaign string, rev int64, duplicate bool) []byte {
+	b := make([]byte, 0, 64+len(ref)+len(campaign))
+	b = append(b, `{"type":"ack"`...)
+	if len(ref) > 0 {
+		b = append(b, `,"ref":`...)
+		b = append(b, ref...)
+	}
+	b = append(b, `,"campaign":"`...)
+	b = append(b, campaign...)
+	b = append(b, `","rev":`...)
+	b = strconv.AppendInt(b, rev, 10)
+	if duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	return append(b, '}')
+}
