@@ -529,3 +529,39 @@ func TestGroupCommitIsBatchByBatch(t *testing.T) {
 		}
 	})
 }
+
+// A flush that trims more batch ids than Lua can unpack at once (a busy
+// campaign between two autosaves), and a batch touching that many paths,
+// both work: the scripts work in chunks.
+func TestScriptsBeyondUnpackLimit(t *testing.T) {
+	forEachRedis(t, Options{Keep: 10}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		const n = 9000
+		batches := make([]Batch, 0, 100)
+		for i := 0; i < n; i++ {
+			batch := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: int64(i), Session: "A", User: "u", ID: fmt.Sprint("id", i),
+				Keys: []string{"/a"}, Writes: []bool{true}}
+			batch.Prefix, batch.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+			batches = append(batches, batch)
+			if len(batches) == cap(batches) {
+				if _, err := b.ApplyMany(context.Background(), batches); err != nil {
+					t.Fatal(err)
+				}
+				batches = batches[:0]
+			}
+		}
+		h, err := b.Flushed(context.Background(), "c1", n)
+		if err != nil || h.Flushed != n {
+			t.Fatalf("flush of %d entries: %+v %v", n, h, err)
+		}
+		wide := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: n, Session: "A", User: "u"}
+		wide.Prefix, wide.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+		for i := 0; i < 5000; i++ {
+			wide.Keys = append(wide.Keys, fmt.Sprintf("/w/k%d", i))
+			wide.Writes = append(wide.Writes, true)
+		}
+		if res, err := b.Apply(context.Background(), wide); err != nil || res.Outcome != Accepted {
+			t.Fatalf("a batch of 5,000 paths: %+v %v", res, err)
+		}
+	})
+}

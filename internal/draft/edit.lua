@@ -63,9 +63,11 @@ local function load(fields)
   for _, f in ipairs(fields) do
     if vals[f] == nil then need[#need + 1] = f end
   end
-  if #need > 0 then
-    local got = redis.call('HMGET', KEYS[2], unpack(need))
-    for n, f in ipairs(need) do vals[f] = got[n] or false end
+  -- In chunks: unpack is bounded by Lua's C stack (about 8,000 values).
+  for i = 1, #need, 1000 do
+    local j = math.min(i + 999, #need)
+    local got = redis.call('HMGET', KEYS[2], unpack(need, i, j))
+    for n = i, j do vals[need[n]] = got[n - i + 1] or false end
   end
 end
 
@@ -186,6 +188,8 @@ for f in pairs(dirty) do
   set[#set + 1] = f
   set[#set + 1] = vals[f]
 end
-if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
+for i = 1, #set, 1000 do
+  redis.call('HSET', KEYS[2], unpack(set, i, math.min(i + 999, #set)))
+end
 if rev ~= tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'rev', rev) end
 return out

@@ -22,7 +22,11 @@ if minid > floor then
       if fields[i] == 'k' and fields[i + 1] ~= '' then ids[#ids + 1] = fields[i + 1] end
     end
   end
-  if #ids > 0 then redis.call('HDEL', KEYS[3], unpack(ids)) end
+  -- In chunks: unpack is bounded by Lua's C stack (about 8,000 values), and
+  -- a busy campaign trims more batch ids than that in one flush.
+  for i = 1, #ids, 1000 do
+    redis.call('HDEL', KEYS[3], unpack(ids, i, math.min(i + 999, #ids)))
+  end
   redis.call('XTRIM', KEYS[2], 'MINID', (minid + 1) .. '-0')
   redis.call('HSET', KEYS[1], 'floor', minid)
   floor = minid

@@ -6,10 +6,12 @@
 -- Every change (and every expiry swept) publishes {"type":"presence"}.
 local op, now, ch, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local changed = false
+-- unpack is bounded by Lua's C stack (about 8,000 values): in chunks.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-if #expired > 0 then
-  redis.call('ZREM', KEYS[1], unpack(expired))
-  redis.call('HDEL', KEYS[2], unpack(expired))
+for i = 1, #expired, 1000 do
+  local j = math.min(i + 999, #expired)
+  redis.call('ZREM', KEYS[1], unpack(expired, i, j))
+  redis.call('HDEL', KEYS[2], unpack(expired, i, j))
   changed = true
 end
 if op == 'set' then
@@ -32,7 +34,11 @@ end
 if changed then redis.call('PUBLISH', ch, '{"type":"presence"}') end
 if op == 'list' then
   local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-  if #live == 0 then return {} end
-  return redis.call('HMGET', KEYS[2], unpack(live))
+  local out = {}
+  for i = 1, #live, 1000 do
+    local got = redis.call('HMGET', KEYS[2], unpack(live, i, math.min(i + 999, #live)))
+    for _, v in ipairs(got) do out[#out + 1] = v end
+  end
+  return out
 end
 return {}
