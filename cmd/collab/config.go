@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,8 +28,10 @@ type config struct {
 	LogLevel       string
 	LogFormat      string
 	PprofAddr      string
+	SessionRate    float64
 
-	origins auth.Origins
+	origins     auth.Origins
+	sessionRate string
 }
 
 type setting struct {
@@ -47,6 +50,7 @@ func (c *config) settings() []setting {
 		{"COLLAB_REDIS_PREFIX", "redis-prefix", "collab", "prefix of every Redis key and channel", &c.RedisPrefix},
 		{"COLLAB_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", &c.LogLevel},
 		{"COLLAB_LOG_FORMAT", "log-format", "auto", "json, text, or auto (text on a terminal, JSON otherwise)", &c.LogFormat},
+		{"COLLAB_SESSION_RATE", "session-rate", "100", "requests per second one session may send (bursts of twice that); over it: rate_limited", &c.sessionRate},
 		{"COLLAB_PPROF_ADDR", "pprof-addr", "", "loopback host:port serving net/http/pprof; empty: none", &c.PprofAddr},
 	}
 }
@@ -87,6 +91,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		bad("COLLAB_FLUSH_INTERVAL", "%s is outside 50ms..1h", d)
 	}
 	c.FlushInterval = d
+	if r, err := strconv.ParseFloat(c.sessionRate, 64); err != nil || r < 1 || r > 1e6 {
+		bad("COLLAB_SESSION_RATE", "%q is not a number of requests per second between 1 and 1000000", c.sessionRate)
+	} else {
+		c.SessionRate = r
+	}
 	if c.Addr == "" {
 		// The development secret comes with a sign-in that turns any name
 		// into an admin token: unless told otherwise, only this machine may

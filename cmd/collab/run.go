@@ -180,7 +180,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	buf := draft.New(s.rdb, draft.Options{Prefix: cfg.RedisPrefix})
 	s.bus = buf.NewBus(context.Background(), log.With("subsystem", "bus"))
 	host, _ := os.Hostname()
-	s.hub = session.NewHub(session.Config{Origins: cfg.origins, Node: host}, buf, s.bus, s.store, s.signer,
+	s.hub = session.NewHub(session.Config{Origins: cfg.origins, Node: host, RatePerSec: cfg.SessionRate, RateBurst: int(2 * cfg.SessionRate)}, buf, s.bus, s.store, s.signer,
 		buf.Options().PresenceTTL, log.With("subsystem", "session"))
 	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
 	s.hub.SetSaver(s.flusher)

@@ -138,6 +138,9 @@ func TestConfigValidation(t *testing.T) {
 		{"short secret", map[string]string{"COLLAB_JWT_SECRET": "short"}, nil, "COLLAB_JWT_SECRET"},
 		{"bad origin", map[string]string{"COLLAB_ALLOWED_ORIGINS": "not-a-url"}, nil, "COLLAB_ALLOWED_ORIGINS"},
 		{"bad log level", map[string]string{"COLLAB_LOG_LEVEL": "loud"}, nil, "COLLAB_LOG_LEVEL"},
+		{"bad session rate", map[string]string{"COLLAB_SESSION_RATE": "fast"}, nil, "COLLAB_SESSION_RATE"},
+		{"zero session rate", nil, []string{"-session-rate", "0"}, "COLLAB_SESSION_RATE"},
+		{"bad pprof address", map[string]string{"COLLAB_PPROF_ADDR": "0.0.0.0:6060"}, nil, "COLLAB_PPROF_ADDR"},
 		{"unknown flag", nil, []string{"-frobnicate"}, "frobnicate"},
 	}
 	// The development sign-in is reachable from this machine only unless an
