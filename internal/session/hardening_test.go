@@ -232,3 +232,59 @@ func TestBatchedFrames(t *testing.T) {
 		}
 	})
 }
+
+// A request that holds the reader longer than a ping's write timeout (a
+// slow join) does not end the session as "keepalive failed", and teammates'
+// updates keep flowing to it meanwhile: the writer never waits for a pong.
+func TestSlowRequestKeepsKeepalive(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{PingInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}, func(n *sessiontest.Node) {
+			n.Hub.Handle("slow", func(ctx context.Context, s *session.Session, req *session.Request) error {
+				time.Sleep(1500 * time.Millisecond)
+				s.Reply(req, "ok", session.Msg{})
+				return nil
+			})
+		})
+		id := c.Campaign("w1", doc)
+		slow := c.Connect(n, "slo", "w1", auth.Viewer)
+		slow.Join(id)
+		ann := c.Connect(n, "ann", "w1", auth.Editor)
+		ann.Join(id)
+		slow.Send(map[string]any{"type": "slow", "ref": "s"})
+		time.Sleep(300 * time.Millisecond)
+		ann.Edit(id, 0, `[{"op":"replace","path":"/name","value":"during"}]`)
+		ann.Expect("ack")
+		if u := slow.Expect("update"); sessiontest.Num(u["rev"]) != 1 {
+			t.Fatalf("update during a slow request: %v", u)
+		}
+		if m := slow.Expect("ok"); m["ref"] != "s" {
+			t.Fatalf("slow reply %v", m)
+		}
+		time.Sleep(500 * time.Millisecond) // pings keep going and are answered
+		slow.Send(map[string]any{"type": "tab", "campaign": id, "tab": "x"})
+		slow.Expect("ok")
+	})
+}
+
+// Presence shows at most 50 entries, the active ones first, with the total.
+func TestPresenceIsCappedInBigRooms(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{})
+		id := c.Campaign("w1", doc)
+		var last *sessiontest.Client
+		for i := 0; i < 60; i++ {
+			last = c.Connect(n, "v"+strconv.Itoa(i), "w1", auth.Viewer)
+			last.Join(id)
+		}
+		last.Send(map[string]any{"type": "focus", "campaign": id, "path": "/name"})
+		last.Expect("ok")
+		watcher := c.Connect(n, "watch", "w1", auth.Viewer)
+		snap := watcher.Join(id)
+		if eds := snap["editors"].([]any); len(eds) > 50 {
+			t.Fatalf("snapshot carries %d editors", len(eds))
+		}
+		watcher.ExpectPresence(func(eds []any) bool {
+			return len(eds) == 50 && eds[0].(map[string]any)["field"] == "/name"
+		})
+	})
+}

@@ -79,7 +79,10 @@ type Config struct {
 	WriteTimeout time.Duration // per writer pass, one write(2) (10 s)
 	RedisTimeout time.Duration // an edit's Redis calls, so a node cut off answers unavailable (2 s)
 	PingInterval time.Duration // keepalive (25 s)
-	PongTimeout  time.Duration // a ping's pong must arrive within (the ping interval)
+	// PongTimeout is how long a ping's pong may take (the ping interval plus
+	// 15 s): pongs are read between requests, and a request (a join) may hold
+	// the reader up to 15 s.
+	PongTimeout time.Duration
 	// MaxWriteDelay bounds how long a busy session's writer gathers
 	// messages before writing them (20 ms); see Session.writer.
 	MaxWriteDelay time.Duration
@@ -125,7 +128,7 @@ func (c *Config) defaults() {
 		c.RedisTimeout = 2 * time.Second
 	}
 	if c.PongTimeout <= 0 {
-		c.PongTimeout = c.PingInterval
+		c.PongTimeout = c.PingInterval + 15*time.Second
 	}
 	if c.SnapshotBytes <= 0 {
 		c.SnapshotBytes = 8 << 20

@@ -531,14 +531,35 @@ func (r *room) snapshotLocked(ref json.RawMessage) outMsg {
 		doc = []byte("{}")
 	}
 	return outMsg{kind: kindSnapshot, campaign: r.id, b: encode("snapshot", ref, Msg{"campaign": r.id, "status": r.status, "rev": r.rev, "epoch": r.epoch,
-		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "epoch_start": r.start, "editors": r.editorsLocked()})}
+		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "epoch_start": r.start, "editors": r.editorsLocked(), "editors_total": len(r.editors)})}
 }
 
+// maxEditorsShown bounds the presence entries a snapshot or presence push
+// carries. A room of a thousand watchers would otherwise send a thousand
+// entries to each of a thousand sessions on every change (150 MB), which
+// is what stalled fan-out in the side-by-side S2 runs; editors_total says
+// how many there are.
+const maxEditorsShown = 50
+
+// editorsLocked returns the presence entries to show: those in a field or a
+// full-screen editor first, then the others, at most maxEditorsShown.
 func (r *room) editorsLocked() []draft.Presence {
-	if r.editors == nil {
-		return []draft.Presence{}
+	if len(r.editors) <= maxEditorsShown {
+		if r.editors == nil {
+			return []draft.Presence{}
+		}
+		return r.editors
 	}
-	return r.editors
+	out := make([]draft.Presence, 0, maxEditorsShown)
+	for pass := 0; pass < 2 && len(out) < maxEditorsShown; pass++ {
+		for _, p := range r.editors {
+			active := p.Field != "" || p.Editing != ""
+			if (pass == 0) == active && len(out) < maxEditorsShown {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // presenceEvery bounds how often a room pushes presence to its sessions,
@@ -629,7 +650,7 @@ func (r *room) pushPresence(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.editors = list
-	msg := encode("presence", nil, Msg{"campaign": r.id, "editors": r.editorsLocked()})
+	msg := encode("presence", nil, Msg{"campaign": r.id, "editors": r.editorsLocked(), "editors_total": len(r.editors)})
 	for _, m := range r.members {
 		m.s.Send(msg)
 	}
