@@ -150,7 +150,9 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		if err := s.mini.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("start the in-process Redis: %w", err)
 		}
-		s.rdb = redis.NewClient(failFast(&redis.Options{Addr: s.mini.Addr()}))
+		opt := &redis.Options{Addr: s.mini.Addr()}
+		failFast(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.MaxRetries)
+		s.rdb = redis.NewClient(opt)
 		s.embedded = true
 		log.Info("drafts: in-process Redis-compatible server (single-node default, drafts not kept across restarts beyond what autosave saved); set COLLAB_REDIS_URL=redis://... for real Redis and several nodes", "addr", s.mini.Addr())
 	} else {
@@ -318,8 +320,7 @@ func redisClient(raw string) (redis.UniversalClient, error) {
 			if err != nil {
 				return nil, err
 			}
-			o := failFast(&redis.Options{DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout, MaxRetries: opt.MaxRetries, PoolTimeout: opt.PoolTimeout})
-			opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries, opt.PoolTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries, o.PoolTimeout
+			failFast(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.MaxRetries)
 			return redis.NewClusterClient(opt), nil
 		}
 		opt, err := redis.ParseFailoverURL(u)
@@ -329,40 +330,31 @@ func redisClient(raw string) (redis.UniversalClient, error) {
 		if opt.MasterName == "" {
 			return nil, errors.New("redis-sentinel:// needs ?master_name=NAME")
 		}
-		o := failFast(&redis.Options{DialTimeout: opt.DialTimeout, ReadTimeout: opt.ReadTimeout, WriteTimeout: opt.WriteTimeout, MaxRetries: opt.MaxRetries, PoolTimeout: opt.PoolTimeout})
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries, opt.PoolTimeout = o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries, o.PoolTimeout
+		failFast(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.MaxRetries)
 		return redis.NewFailoverClient(opt), nil
 	}
 	opt, err := redis.ParseURL(raw)
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewClient(failFast(opt)), nil
+	failFast(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, &opt.MaxRetries)
+	return redis.NewClient(opt), nil
 }
 
 // failFast bounds how long a Redis that does not answer (a node cut off,
 // packets dropped) holds a caller: go-redis's defaults (5 s dial, 3 s read,
 // 3 retries) add up to about ten seconds of silence before an edit can be
 // answered "unavailable". Settings given in the URL are kept.
-func failFast(o *redis.Options) *redis.Options {
-	if o.DialTimeout == 0 {
-		o.DialTimeout = 2 * time.Second
+func failFast(dial, read, write, pool *time.Duration, retries *int) {
+	for _, d := range []*time.Duration{dial, read, write, pool} {
+		if *d == 0 {
+			*d = 2 * time.Second
+		}
 	}
-	if o.ReadTimeout == 0 {
-		o.ReadTimeout = 2 * time.Second
+	if *retries == 0 {
+		*retries = 1 // the edit script is safe to retry: it dedups every call
 	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 2 * time.Second
-	}
-	if o.PoolTimeout == 0 {
-		o.PoolTimeout = 2 * time.Second
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = 1 // the edit script is safe to retry: it dedups every call
-	}
-	return o
 }
-
 func redactURL(u string) string {
 	if i := strings.Index(u, "@"); i > 0 {
 		if j := strings.Index(u, "://"); j > 0 && j < i {

@@ -83,14 +83,17 @@ func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
 // The second finds the first's entries; when the nonce is ours it is the
 // same call, accepted once.
 func (b *Buffer) ApplyMany(ctx context.Context, batches []Batch) ([]Result, error) {
+	nonce := newEpoch()
 	dedups := make([]string, len(batches))
 	for i, batch := range batches {
-		dedups[i] = "\x01" + batch.Session + "\x00" + newEpoch()
+		// Without a client id, the batch's own nonce is its key: unique, and
+		// repeated by a retry of the call.
+		dedups[i] = "\x01" + batchNonce(nonce, i)
 		if batch.ID != "" {
 			dedups[i] = batch.User + "\x00" + batch.ID
 		}
 	}
-	return b.applyOnce(ctx, batches, newEpoch(), dedups)
+	return b.applyOnce(ctx, batches, nonce, dedups)
 }
 
 // batchNonce is the nonce of the i-th batch of a call: a retry of the call

@@ -67,16 +67,6 @@ func (m *Monitor) CheckNow(ctx context.Context) {
 	wg.Wait()
 }
 
-// Report records an outcome seen outside the monitor's own pings (a failed
-// edit), so that readiness drops at once rather than at the next tick.
-func (m *Monitor) Report(name string, err error) {
-	for _, c := range m.checks {
-		if c.Name == name {
-			m.set(c, err)
-		}
-	}
-}
-
 func (m *Monitor) set(c Check, err error) {
 	m.mu.Lock()
 	m.state[c.Name] = err

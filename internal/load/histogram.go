@@ -24,16 +24,15 @@ var logGrowth = math.Log(histGrowth)
 // NewHistogram returns an empty histogram.
 func NewHistogram() *Histogram { return &Histogram{} }
 
+// bucket returns a duration's bucket and its microseconds (at least 1).
+func bucket(d time.Duration) (i int, us int64) {
+	us = max(d.Microseconds(), 1)
+	return min(int(math.Log(float64(us))/logGrowth), histBuckets-1), us
+}
+
 // Record adds one duration.
 func (h *Histogram) Record(d time.Duration) {
-	us := d.Microseconds()
-	if us < 1 {
-		us = 1
-	}
-	i := int(math.Log(float64(us)) / logGrowth)
-	if i >= histBuckets {
-		i = histBuckets - 1
-	}
+	i, us := bucket(d)
 	h.buckets[i].Add(1)
 	h.n.Add(1)
 	for {
@@ -94,14 +93,7 @@ type localHistogram struct {
 }
 
 func (h *localHistogram) record(d time.Duration) {
-	us := d.Microseconds()
-	if us < 1 {
-		us = 1
-	}
-	i := int(math.Log(float64(us)) / logGrowth)
-	if i >= histBuckets {
-		i = histBuckets - 1
-	}
+	i, us := bucket(d)
 	h.buckets[i]++
 	h.n++
 	h.max = max(h.max, us)

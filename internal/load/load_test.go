@@ -59,15 +59,15 @@ func TestAcksCheck(t *testing.T) {
 
 // The fast update scan reads what the full decode reads, and refuses what
 // it cannot vouch for.
-func TestScanUpdateFast(t *testing.T) {
+func TestScanTail(t *testing.T) {
 	by := []byte(`{"name":"User \"7\"","session":"s1","user":"u7"}`)
 	pre, suf := draft.UpdateFrame("c_1", []byte(`[{"op":"add","path":"/x","value":{"id":"no","user":"no"}}]`), by, []byte(`"w1.3.1700000000123456"`), time.Now())
-	rev, sent, user, ok := scanUpdateFast([]byte(pre + "42" + suf))
-	if !ok || rev != 42 || sent != 1700000000123456 || string(user) != "u7" {
+	rev, id, user, ok := scanTail([]byte(pre + "42" + suf))
+	if sent := sentMicros(id); !ok || rev != 42 || sent != 1700000000123456 || string(user) != "u7" {
 		t.Fatalf("scan: %d %d %q %v", rev, sent, user, ok)
 	}
 	pre, suf = draft.UpdateFrame("c_1", []byte(`[]`), by, nil, time.Now())
-	if _, _, _, ok := scanUpdateFast([]byte(pre + "42" + suf)); ok {
-		t.Fatal("an update without an id scanned fast")
+	if _, id, user, ok := scanTail([]byte(pre + "42" + suf)); !ok || id != nil || string(user) != "u7" {
+		t.Fatalf("an update without an id: %q %q %v", id, user, ok)
 	}
 }

@@ -218,7 +218,7 @@ func (s *session) frame(data []byte) {
 			s.handle(line)
 			continue
 		}
-		rev, sentUS, user, ok := scanUpdateFast(line)
+		rev, id, user, ok := scanTail(line)
 		if !ok {
 			s.handle(line)
 			continue
@@ -228,11 +228,11 @@ func (s *session) frame(data []byte) {
 			continue
 		}
 		maxRev = max(maxRev, rev)
-		if measuring && sentUS > 0 {
+		if us := sentMicros(id); measuring && us > 0 {
 			if s.fan == nil {
 				s.fan = &localHistogram{}
 			}
-			s.fan.record(now.Sub(time.UnixMicro(sentUS)))
+			s.fan.record(now.Sub(time.UnixMicro(us)))
 			s.fanN++
 		}
 	}
@@ -251,41 +251,55 @@ func (s *session) hasPending() bool {
 	return len(s.pending) > 0
 }
 
-// scanUpdateFast reads an update's rev, the send time its batch id carries
-// (the bench's ids end in ".<unix µs>"; 0 when there is none) and its
-// author's user id, as a slice of the frame. It walks the frame's tail by
-// its quotes, as the server writes it (..."by":{...,"user":"U"},"id":"I",
-// "at":T}); anything else is not ok, and takes the slow path.
-func scanUpdateFast(data []byte) (rev, sentUS int64, user []byte, ok bool) {
+// scanTail reads an update's rev, batch id (nil when it has none) and
+// author's user id, as slices of the frame, without decoding it. It walks
+// the frame's tail by its quotes, as the server writes it
+// (..."by":{...,"user":"U"}[,"id":"I"],"at":T}): the ops before it may
+// hold anything. Anything else is not ok, and takes the full decode.
+func scanTail(data []byte) (rev int64, id, user []byte, ok bool) {
 	rev = draft.FrameRev(data)
 	if rev <= 0 {
-		return 0, 0, nil, false
+		return 0, nil, nil, false
 	}
 	var q [10]int
 	end := len(data)
 	for i := range q {
 		j := bytes.LastIndexByte(data[:end], '"')
 		if j < 0 {
-			return 0, 0, nil, false
+			break
 		}
 		q[i], end = j, j
 	}
-	// q[0..1] "at"; q[2..3] the id's value; q[4..5] "id"; q[6..7] the user's
-	// value; q[8..9] "user".
-	if string(data[q[5]:q[3]+1]) != `"id":"` || string(data[q[9]:q[7]+1]) != `"user":"` {
-		return 0, 0, nil, false
+	// q[0..1] "at"; then either q[2..3] the id's value, q[4..5] "id", q[6..7]
+	// the user's value, q[8..9] "user"; or, without an id, q[2..3] the user's
+	// value and q[4..5] "user".
+	key := func(open, value int, k string) bool {
+		return open >= 0 && value > open && string(data[open:value+1]) == k
 	}
-	id := data[q[3]+1 : q[2]]
-	if d := bytes.LastIndexByte(id, '.'); d >= 0 {
-		for _, c := range id[d+1:] {
-			if c < '0' || c > '9' {
-				sentUS = 0
-				break
-			}
-			sentUS = sentUS*10 + int64(c-'0')
+	switch {
+	case q[9] > 0 && key(q[5], q[3], `"id":"`) && key(q[9], q[7], `"user":"`):
+		return rev, data[q[3]+1 : q[2]], data[q[7]+1 : q[6]], true
+	case q[5] > 0 && key(q[5], q[3], `"user":"`):
+		return rev, nil, data[q[3]+1 : q[2]], true
+	}
+	return 0, nil, nil, false
+}
+
+// sentMicros reads the send time a bench batch id carries (".<unix µs>" at
+// its end; 0 when there is none).
+func sentMicros(id []byte) int64 {
+	d := bytes.LastIndexByte(id, '.')
+	if d < 0 {
+		return 0
+	}
+	var us int64
+	for _, c := range id[d+1:] {
+		if c < '0' || c > '9' {
+			return 0
 		}
+		us = us*10 + int64(c-'0')
 	}
-	return rev, sentUS, data[q[7]+1 : q[6]], true
+	return us
 }
 
 // resend sends every unanswered batch again, in order, with its own id: the
@@ -550,33 +564,12 @@ func (s *session) handle(data []byte) string {
 
 var (
 	updatePrefix = []byte(`{"type":"update",`)
-	idKey        = []byte(`,"id":"`)
-	byKey        = []byte(`,"by":{`)
-	userKey      = []byte(`"user":"`)
 )
 
-// scanUpdate reads rev, batch id and author from an update frame as the
-// server writes it (draft.UpdateFrame: rev first, id near the end).
+// scanUpdate is scanTail with the id and user as strings.
 func scanUpdate(data []byte) (rev int64, id, user string, ok bool) {
-	rev = draft.FrameRev(data)
-	if rev <= 0 {
-		return 0, "", "", false
-	}
-	if k := bytes.LastIndex(data, idKey); k >= 0 {
-		v := data[k+len(idKey):]
-		if e := bytes.IndexByte(v, '"'); e >= 0 {
-			id = string(v[:e])
-		}
-	}
-	if b := bytes.LastIndex(data, byKey); b >= 0 {
-		if k := bytes.Index(data[b:], userKey); k >= 0 {
-			v := data[b+k+len(userKey):]
-			if e := bytes.IndexByte(v, '"'); e >= 0 {
-				user = string(v[:e])
-			}
-		}
-	}
-	return rev, id, user, true
+	rev, idB, userB, ok := scanTail(data)
+	return rev, string(idB), string(userB), ok
 }
 
 // update follows the campaign's rev, recognises the session's own batches
@@ -593,13 +586,9 @@ func (s *session) update(rev int64, id, user string, now time.Time) {
 		s.answer(id, rev, false, true)
 		return
 	}
-	if r.measuring.Load() {
-		if k := strings.LastIndexByte(id, '.'); k >= 0 {
-			if us, err := strconv.ParseInt(id[k+1:], 10, 64); err == nil {
-				r.fanout.Record(now.Sub(time.UnixMicro(us)))
-				r.fanoutN.Add(1)
-			}
-		}
+	if us := sentMicros([]byte(id)); r.measuring.Load() && us > 0 {
+		r.fanout.Record(now.Sub(time.UnixMicro(us)))
+		r.fanoutN.Add(1)
 	}
 }
 

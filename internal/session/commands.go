@@ -212,8 +212,6 @@ func (s *Session) edit(req *Request) error {
 // reports whether the batch is in the draft (accepted now or before).
 func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign.Op, base int64, id string) (bool, error) {
 	s := m.s
-	ctx, cancel := context.WithTimeout(ctx, r.hub.cfg.RedisTimeout)
-	defer cancel()
 	need := max(base, m.lastAck)
 	r.mu.Lock()
 	behind := r.rev < need
