@@ -118,6 +118,11 @@ type Runner struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	// Writers stop first, on their own context, so that what they sent in
+	// the window is answered and fanned out before the readers stop.
+	wctx    context.Context
+	wcancel context.CancelFunc
+	writers sync.WaitGroup
 	started   time.Time
 	connected time.Duration
 
@@ -151,6 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, errs: map[string]int64{}, ack: NewHistogram(), fanout: NewHistogram(), reconnect: NewHistogram()}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.wctx, r.wcancel = context.WithCancel(r.ctx)
 
 	// Campaigns, with a field (or log array) per writer already there.
 	admin, _ := signer.Sign(auth.Claims{User: "bench", Name: "bench", Workspace: cfg.Workspace, Role: auth.Admin}, 24*time.Hour)
@@ -236,10 +242,17 @@ func (r *Runner) openWindow() {
 // Campaigns are the run's campaign ids.
 func (r *Runner) Campaigns() []string { return r.campaigns }
 
-// Stop ends the run: writers stop, answers in flight are awaited briefly,
-// connections close.
+// settleTimeout bounds how long Stop waits for the answers and fan-outs of
+// what was sent in the window.
+const settleTimeout = 3 * time.Second
+
+// Stop ends the run: writers stop, then the answers and fan-outs of what
+// they sent are awaited (briefly: see settle), then connections close.
 func (r *Runner) Stop() *Report {
 	elapsed := time.Since(r.started)
+	r.wcancel()
+	r.writers.Wait()
+	r.settle(settleTimeout)
 	r.measuring.Store(false)
 	r.cancel()
 	r.wg.Wait()
@@ -269,6 +282,43 @@ func (r *Runner) Stop() *Report {
 	}
 	r.errMu.Unlock()
 	return rep
+}
+
+// settle waits, at most d, until no batch awaits its answer and every
+// online session has seen its campaign's newest rev: an edit acked just
+// before the window closed is then counted with all its fan-outs, instead
+// of losing those still on the wire (which a report would show as a
+// delivery the server never missed).
+func (r *Runner) settle(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if r.settled() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *Runner) settled() bool {
+	newest := map[string]int64{}
+	for _, s := range r.sessions {
+		s.mu.Lock()
+		if len(s.pending) > 0 && s.online {
+			s.mu.Unlock()
+			return false
+		}
+		newest[s.campaign] = max(newest[s.campaign], s.rev)
+		s.mu.Unlock()
+	}
+	for _, s := range r.sessions {
+		s.mu.Lock()
+		behind := s.online && s.rev < newest[s.campaign]
+		s.mu.Unlock()
+		if behind {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Runner) countError(code string) {

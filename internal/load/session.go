@@ -143,7 +143,7 @@ func (s *session) run() {
 	r := s.r
 	defer r.wg.Done()
 	if s.writer {
-		r.wg.Add(1)
+		r.writers.Add(1)
 		go s.write()
 	}
 	for {
@@ -340,24 +340,24 @@ func (s *session) resend() {
 
 func (s *session) write() {
 	r := s.r
-	defer r.wg.Done()
+	defer r.writers.Done()
 	var tick *time.Ticker
 	if r.cfg.Rate > 0 {
 		every := time.Duration(float64(time.Second) * float64(len(r.campaigns)*r.cfg.Writers) / r.cfg.Rate)
 		// Spread the writers' first edits over one period.
 		select {
 		case <-time.After(time.Duration(s.idx%1000) * every / 1000):
-		case <-r.ctx.Done():
+		case <-r.wctx.Done():
 			return
 		}
 		tick = time.NewTicker(every)
 		defer tick.Stop()
 	}
-	for r.ctx.Err() == nil {
+	for r.wctx.Err() == nil {
 		if tick != nil {
 			select {
 			case <-tick.C:
-			case <-r.ctx.Done():
+			case <-r.wctx.Done():
 				return
 			}
 		}
@@ -367,7 +367,7 @@ func (s *session) write() {
 				// Offline: wait a little for the reconnect.
 				select {
 				case <-time.After(20 * time.Millisecond):
-				case <-r.ctx.Done():
+				case <-r.wctx.Done():
 					return
 				}
 				continue
@@ -375,7 +375,7 @@ func (s *session) write() {
 			select {
 			case <-s.answered:
 			case <-time.After(10 * time.Second):
-			case <-r.ctx.Done():
+			case <-r.wctx.Done():
 				return
 			}
 		}
