@@ -27,9 +27,11 @@ import (
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/commands"
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/health"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/store"
 	"github.com/collab-dev/collab/internal/store/sqlstore"
@@ -186,10 +188,18 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		buf.Options().PresenceTTL, log.With("subsystem", "session"))
 	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
 	s.hub.SetSaver(s.flusher)
-	s.flusher.Register(s.hub, buf, campaign.DefaultLimits)
+	(&commands.Autosave{Flusher: s.flusher, Publisher: s.store, Staging: buf, Limits: campaign.DefaultLimits,
+		Log: log.With("subsystem", "autosave")}).Register(s.hub)
 	run := runner.New(s.store, log.With("subsystem", "audience"))
-	run.Register(s.hub)
-	sched := &runner.Scheduler{Runner: run, Store: s.store, Notify: s.hub.Broadcast, Log: log.With("subsystem", "schedule")}
+	(&commands.Audiences{Runner: run, Store: s.store, Log: log.With("subsystem", "audience")}).Register(s.hub)
+	schedLog := log.With("subsystem", "schedule")
+	sched := &runner.Scheduler{Runner: run, Store: s.store, Log: schedLog,
+		Saved: func(ctx context.Context, id, activity string, res store.AudienceSaved) {
+			msg := protocol.Encode(nil, commands.AudienceSavedMessage(id, activity, res, "schedule"))
+			if err := s.hub.Broadcast(ctx, id, msg); err != nil {
+				schedLog.Warn("announce scheduled save", "campaign", id, "err", err)
+			}
+		}}
 	mon := health.New(ctx, time.Second, time.Second,
 		health.Check{Name: "redis", Ping: func(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }, Gauge: metrics.RedisUp},
 		health.Check{Name: "store", Ping: s.store.Ping, Gauge: metrics.StoreUp})
@@ -212,7 +222,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	handler := api.New(api.Deps{
 		DevWorkspace: devWorkspace,
 		Store:        s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
-		Restorer: &autosave.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher,
+		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher,
 		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(context.Context) error { return mon.Err("redis") }},

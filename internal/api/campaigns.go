@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,14 +13,8 @@ import (
 
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/randid"
 )
-
-// NewCampaignID returns a random campaign id ("c_" and 16 base32 letters).
-func NewCampaignID() string {
-	b := make([]byte, 10)
-	rand.Read(b)
-	return "c_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
-}
 
 type campaignView struct {
 	ID      string          `json:"id"`
@@ -67,7 +59,7 @@ func (s *server) createCampaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := doc.Marshal()
-	cp := &campaign.Campaign{ID: NewCampaignID(), Workspace: c.Workspace, Name: body.Name, Status: campaign.Draft, Draft: raw, UpdatedBy: c.User}
+	cp := &campaign.Campaign{ID: randid.New("c_"), Workspace: c.Workspace, Name: body.Name, Status: campaign.Draft, Draft: raw, UpdatedBy: c.User}
 	if err := s.Store.CreateCampaign(r.Context(), cp); err != nil {
 		WriteError(w, s.Log, err)
 		return

@@ -15,8 +15,10 @@ import (
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/commands"
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/session/sessiontest"
 	"github.com/collab-dev/collab/internal/store"
@@ -50,7 +52,7 @@ func node(c *sessiontest.Cluster, opts autosave.Options, st autosave.Store) (*se
 		}
 		f = autosave.New(n.Buf, st, opts, quiet)
 		n.Hub.SetSaver(f)
-		f.Register(n.Hub, n.Buf, campaign.DefaultLimits)
+		(&commands.Autosave{Flusher: f, Publisher: c.Store, Staging: n.Buf, Limits: campaign.DefaultLimits, Log: quiet}).Register(n.Hub)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); f.Run(ctx) }()
@@ -135,10 +137,7 @@ func TestTriggers(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		// A long interval: only the triggers save.
 		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
-		id := c.Campaign("w1", doc)
-		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
-		a.Join(id)
-		w.Join(id)
+		id, a, w := c.Pair(n, doc, "wes", auth.Viewer)
 		rev := int64(0)
 		edit := func(v string) {
 			rev++
@@ -251,10 +250,7 @@ func TestLifecycleRules(t *testing.T) {
 func TestPublish(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
-		id := c.Campaign("w1", doc)
-		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
-		a.Join(id)
-		w.Join(id)
+		id, a, w := c.Pair(n, doc, "wes", auth.Viewer)
 		a.Send(map[string]any{"type": "publish", "campaign": id})
 		if e := want(t, a, "error"); e["code"] != "conflict" {
 			t.Fatalf("publish a draft campaign: %v", e)
@@ -288,10 +284,7 @@ func TestPublish(t *testing.T) {
 func TestFullScreenEditor(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		n, _ := node(c, autosave.Options{Interval: 200 * time.Millisecond}, nil)
-		id := c.Campaign("w1", doc)
-		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
-		a.Join(id)
-		w.Join(id)
+		id, a, w := c.Pair(n, doc, "wes", auth.Viewer)
 		const path = "/messages/email/body"
 		a.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
 		if ok := want(t, a, "ok"); ok["staged"] != nil {
@@ -358,10 +351,7 @@ func TestFullScreenEditor(t *testing.T) {
 func TestEditorDoneConflicts(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
-		id := c.Campaign("w1", doc)
-		a, b := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "bob", "w1", auth.Editor)
-		a.Join(id)
-		b.Join(id)
+		id, a, b := c.Pair(n, doc, "bob", auth.Editor)
 		const path = "/messages/email/subject"
 		a.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
 		want(t, a, "ok")
@@ -536,16 +526,13 @@ func TestStoreDownThenBack(t *testing.T) {
 func TestRestoreVersion(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
-		id := c.Campaign("w1", doc)
-		a, w := c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, "wes", "w1", auth.Viewer)
-		a.Join(id)
-		w.Join(id)
+		id, a, w := c.Pair(n, doc, "wes", auth.Viewer)
 		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"v2"},{"op":"add","path":"/extra","value":true}]`)
 		want(t, a, "ack")
 		want(t, w, "update")
 		a.Send(map[string]any{"type": "save", "campaign": id})
 		a.Expect("saved")
-		r := &autosave.Restorer{Drafts: n.Buf, Store: c.Store}
+		r := &draft.Restorer{Drafts: n.Buf, Store: c.Store}
 		rev, err := r.Restore(context.Background(), "w1", id, 1, "ann", "Ann")
 		if err != nil || rev != 2 {
 			t.Fatalf("restore: %d %v", rev, err)
@@ -649,7 +636,7 @@ func editDirect(t *testing.T, c *sessiontest.Cluster, n *sessiontest.Node, id, n
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix, suffix := draft.UpdateFrame(id, []byte(`[{"op":"replace","path":"/name","value":"`+name+`"}]`), []byte(`{"user":"ghost","session":"gone"}`), nil, time.Now())
+	prefix, suffix := protocol.Update{Campaign: id, Ops: []byte(`[{"op":"replace","path":"/name","value":"` + name + `"}]`), By: protocol.Author{User: "ghost", Session: "gone"}, At: time.Now()}.Frame()
 	res, err := n.Buf.Apply(ctx, draft.Batch{Campaign: id, Epoch: head.Epoch, Base: head.Rev, Session: "gone", User: "ghost",
 		Prefix: prefix, Suffix: suffix, Keys: []string{"/name"}, Writes: []bool{true}})
 	if err != nil || res.Outcome != draft.Accepted {

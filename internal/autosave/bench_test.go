@@ -14,22 +14,15 @@ import (
 	"github.com/collab-dev/collab/internal/autosave"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/session/sessiontest"
-	"github.com/collab-dev/collab/internal/testenv"
 )
-
-// realPair is real Redis with real PostgreSQL; the benchmarks skip without.
-func realPair(b *testing.B) *sessiontest.Cluster {
-	url := testenv.Redis(b)
-	testenv.Postgres(b)
-	return sessiontest.NewCluster(b, testenv.RedisBackend{Name: "redis", URL: url}, draft.Options{})
-}
 
 // BenchmarkFlush_1000DirtyCampaigns: 1,000 campaigns with one unsaved edit
 // each (a 2 KiB document), flushed by a node's flusher with its default
 // concurrency; reports flushes per second.
 func BenchmarkFlush_1000DirtyCampaigns(b *testing.B) {
-	c := realPair(b)
+	c := sessiontest.RealCluster(b, draft.Options{})
 	ctx := context.Background()
 	n := c.Node(sessiontestConfig())
 	f := autosave.New(n.Buf, c.Store, autosave.Options{}, quiet)
@@ -48,7 +41,7 @@ func BenchmarkFlush_1000DirtyCampaigns(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			prefix, suffix := draft.UpdateFrame(ids[i], []byte(`[{"op":"replace","path":"/name","value":"edited"}]`), []byte(`{"user":"u","session":"s"}`), nil, time.Now())
+			prefix, suffix := protocol.Update{Campaign: ids[i], Ops: []byte(`[{"op":"replace","path":"/name","value":"edited"}]`), By: protocol.Author{User: "u", Session: "s"}, At: time.Now()}.Frame()
 			if _, err := n.Buf.Apply(ctx, draft.Batch{Campaign: ids[i], Epoch: head.Epoch, Base: head.Rev, Session: "s", User: "u",
 				Prefix: prefix, Suffix: suffix, Keys: []string{"/name"}, Writes: []bool{true}}); err != nil {
 				b.Fatal(err)
@@ -92,7 +85,7 @@ func BenchmarkFlush_1000DirtyCampaigns(b *testing.B) {
 // interval; for every acknowledged edit, the time from its ack to the
 // `saved` push whose rev covers it.
 func BenchmarkAckToDurable(b *testing.B) {
-	c := realPair(b)
+	c := sessiontest.RealCluster(b, draft.Options{})
 	var f *autosave.Flusher
 	n := c.Node(sessiontestConfig(), func(n *sessiontest.Node) {
 		f = autosave.New(n.Buf, c.Store, autosave.Options{Interval: 2 * time.Second}, quiet)

@@ -13,9 +13,6 @@ package autosave
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +23,8 @@ import (
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/randid"
 	"github.com/collab-dev/collab/internal/store"
 )
 
@@ -47,7 +46,6 @@ type Drafts interface {
 type Store interface {
 	Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
 	SaveDraft(ctx context.Context, d store.DraftSave) (int64, error)
-	Publish(ctx context.Context, workspace, id, by string) (int64, error)
 }
 
 // Options tune a Flusher.
@@ -125,7 +123,7 @@ func (f *Flusher) Save(ctx context.Context, workspace, id string, trigger campai
 // does not. With wait, a lease held elsewhere is waited for (until ctx);
 // without, ErrBusy is returned at once.
 func (f *Flusher) Flush(ctx context.Context, id string, trigger campaign.Trigger, wait bool) (Result, error) {
-	token := newToken()
+	token := randid.New("")
 	for {
 		ok, err := f.drafts.Lease(ctx, id, token, f.opts.LeaseTTL)
 		if err != nil {
@@ -219,7 +217,7 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 		}
 		res := Result{Campaign: id, Wrote: true, Version: v, Rev: d.Rev, At: at, Trigger: trigger, Epoch: d.Epoch}
 		// The draft is durable: announce it, then let the log be trimmed.
-		if err := f.drafts.Publish(ctx, id, SavedMessage(res)); err != nil {
+		if err := f.drafts.Publish(ctx, id, protocol.Encode(nil, res.Message())); err != nil {
 			f.log.Warn("announce save", "campaign", id, "err", err)
 		}
 		if _, err := f.drafts.Flushed(ctx, id, d.Rev); err != nil {
@@ -229,22 +227,11 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 	}
 }
 
-// SavedMessage is the `saved` event every session of the campaign receives.
-func SavedMessage(r Result) []byte {
-	m := savedFields(r)
-	m["type"] = "saved"
-	b, _ := json.Marshal(m)
-	return b
-}
-
-// savedFields are the fields of a `saved` message, pushed or replied.
-func savedFields(r Result) map[string]any {
-	m := map[string]any{"campaign": r.Campaign, "version": r.Version, "rev": r.Rev,
-		"at": r.At.UTC().Format(time.RFC3339Nano), "trigger": r.Trigger}
-	if r.Epoch != "" {
-		m["epoch"] = r.Epoch
-	}
-	return m
+// Message is the `saved` message of the save: pushed to every session of
+// the campaign, and the reply to `save`.
+func (r Result) Message() protocol.Saved {
+	return protocol.Saved{Campaign: r.Campaign, Version: r.Version, Rev: r.Rev, At: protocol.FormatTime(r.At),
+		Trigger: string(r.Trigger), Epoch: r.Epoch}
 }
 
 // Run flushes dirty drafts on the timer until ctx ends. A draft is due once
@@ -359,10 +346,4 @@ func (f *Flusher) FlushAll(ctx context.Context, trigger campaign.Trigger) error 
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func newToken() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/testenv"
 )
 
@@ -28,7 +29,7 @@ func BenchmarkEditScript(b *testing.B) {
 			edit := func(w int64) {
 				sess := fmt.Sprint("s", w)
 				key := fmt.Sprintf("/fields/w%d/label", w)
-				prefix, suffix := UpdateFrame("c1", []byte(`[{"op":"replace","path":"`+key+`","value":"x"}]`), []byte(`{"user":"u"}`), nil, time.Now())
+				prefix, suffix := protocol.Update{Campaign: "c1", Ops: []byte(`[{"op":"replace","path":"` + key + `","value":"x"}]`), By: protocol.Author{User: "u"}, At: time.Now()}.Frame()
 				r, err := buf.Apply(ctx, Batch{Campaign: "c1", Epoch: head.Epoch, Base: 0, Session: sess, User: "u",
 					Prefix: prefix, Suffix: suffix, Keys: []string{key}, Writes: []bool{true}})
 				if err != nil || r.Outcome != Accepted {

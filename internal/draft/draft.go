@@ -12,10 +12,7 @@ package draft
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -25,6 +22,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/randid"
 )
 
 var (
@@ -42,7 +41,7 @@ var (
 	editScript     = redis.NewScript(editLua)
 	openScript     = redis.NewScript(openLua)
 	flushedScript  = redis.NewScript(flushedLua)
-	presenceScript = redis.NewScript(presenceLua)
+	presenceScript = redis.NewScript(strings.ReplaceAll(presenceLua, "PRESENCE_CHANGED", protocol.PresenceChanged))
 	confirmScript  = redis.NewScript(confirmLua)
 )
 
@@ -131,7 +130,7 @@ type Head struct {
 func (b *Buffer) Open(ctx context.Context, workspace, campaign string, savedRev int64, status string, fence func(ctx context.Context, epoch string) error) (Head, error) {
 	k := b.keys(campaign)
 	res, err := openScript.Run(ctx, b.rdb, []string{k.meta, k.paths, k.log, k.ids},
-		savedRev, newEpoch(), workspace, status).StringSlice()
+		savedRev, randid.New(""), workspace, status).StringSlice()
 	if err != nil {
 		return Head{}, unavailable("open draft of "+campaign, err)
 	}
@@ -182,7 +181,7 @@ func (b *Buffer) Workspace(ctx context.Context, campaign string) (string, error)
 // refuses edits to archived campaigns) and announces it to every node.
 func (b *Buffer) SetStatus(ctx context.Context, campaign, status string) error {
 	k := b.keys(campaign)
-	msg, _ := json.Marshal(map[string]string{"type": "status", "campaign": campaign, "status": status})
+	msg := protocol.Encode(nil, protocol.Status{Campaign: campaign, Status: status})
 	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		// On a missing buffer this leaves a meta without rev, which Open
 		// still treats as missing.
@@ -302,12 +301,6 @@ func unavailable(op string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w: %w", op, errcode.New(errcode.Unavailable, "the draft store is unavailable"), err)
-}
-
-func newEpoch() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func atoi(s string) int64 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/testenv"
 )
 
@@ -57,7 +58,7 @@ func open(t *testing.T, b *Buffer) *editor {
 func (e *editor) edit(sess string, base int64, id string, keys ...string) Result {
 	e.t.Helper()
 	batch := Batch{Workspace: "w1", Campaign: e.c, Epoch: e.head.Epoch, Base: base, Session: sess, User: "u-" + sess[:1], ID: id} // sessions A and A2 are one user
-	batch.Prefix, batch.Suffix = UpdateFrame(e.c, []byte(`[]`), []byte(`{"session":"`+sess+`"}`), nil, time.Now())
+	batch.Prefix, batch.Suffix = protocol.Update{Campaign: e.c, Ops: []byte(`[]`), By: protocol.Author{Session: sess}, At: time.Now()}.Frame()
 	for _, k := range keys {
 		batch.Keys = append(batch.Keys, strings.TrimPrefix(k, "?"))
 		batch.Writes = append(batch.Writes, !strings.HasPrefix(k, "?"))
@@ -390,7 +391,7 @@ func TestRetriedCallAppliesOnce(t *testing.T) {
 	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
 		e := open(t, b)
 		batch := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: 0, Session: "A", User: "u", Keys: []string{"/a"}, Writes: []bool{true}}
-		batch.Prefix, batch.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+		batch.Prefix, batch.Suffix = protocol.Update{Campaign: "c1", Ops: []byte(`[]`), By: protocol.Author{}, At: time.Now()}.Frame()
 		once := func(nonce string) (Result, error) {
 			res, err := b.applyOnce(context.Background(), []Batch{batch}, nonce, []string{"k1"})
 			if err != nil {
@@ -487,7 +488,7 @@ func TestGroupCommitIsBatchByBatch(t *testing.T) {
 		e := open(t, b)
 		mk := func(sess, id string, base int64, keys ...string) Batch {
 			batch := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: base, Session: sess, User: "u-" + sess, ID: id}
-			batch.Prefix, batch.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+			batch.Prefix, batch.Suffix = protocol.Update{Campaign: "c1", Ops: []byte(`[]`), By: protocol.Author{}, At: time.Now()}.Frame()
 			for _, k := range keys {
 				batch.Keys = append(batch.Keys, k)
 				batch.Writes = append(batch.Writes, true)
@@ -541,7 +542,7 @@ func TestScriptsBeyondUnpackLimit(t *testing.T) {
 		for i := 0; i < n; i++ {
 			batch := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: int64(i), Session: "A", User: "u", ID: fmt.Sprint("id", i),
 				Keys: []string{"/a"}, Writes: []bool{true}}
-			batch.Prefix, batch.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+			batch.Prefix, batch.Suffix = protocol.Update{Campaign: "c1", Ops: []byte(`[]`), By: protocol.Author{}, At: time.Now()}.Frame()
 			batches = append(batches, batch)
 			if len(batches) == cap(batches) {
 				if _, err := b.ApplyMany(context.Background(), batches); err != nil {
@@ -555,7 +556,7 @@ func TestScriptsBeyondUnpackLimit(t *testing.T) {
 			t.Fatalf("flush of %d entries: %+v %v", n, h, err)
 		}
 		wide := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Base: n, Session: "A", User: "u"}
-		wide.Prefix, wide.Suffix = UpdateFrame("c1", []byte(`[]`), []byte(`{}`), nil, time.Now())
+		wide.Prefix, wide.Suffix = protocol.Update{Campaign: "c1", Ops: []byte(`[]`), By: protocol.Author{}, At: time.Now()}.Frame()
 		for i := 0; i < 5000; i++ {
 			wide.Keys = append(wide.Keys, fmt.Sprintf("/w/k%d", i))
 			wide.Writes = append(wide.Writes, true)

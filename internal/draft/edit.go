@@ -1,14 +1,12 @@
 package draft
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/collab-dev/collab/internal/randid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -83,7 +81,7 @@ func (b *Buffer) Apply(ctx context.Context, batch Batch) (Result, error) {
 // The second finds the first's entries; when the nonce is ours it is the
 // same call, accepted once.
 func (b *Buffer) ApplyMany(ctx context.Context, batches []Batch) ([]Result, error) {
-	nonce := newEpoch()
+	nonce := randid.New("")
 	dedups := make([]string, len(batches))
 	for i, batch := range batches {
 		// Without a client id, the batch's own nonce is its key: unique, and
@@ -184,46 +182,4 @@ func (b *Buffer) applyOnce(ctx context.Context, batches []Batch, nonce string, d
 		res = res[3+n:]
 	}
 	return out, nil
-}
-
-// UpdateFrame returns the Prefix and Suffix of an update message for a
-// campaign, given the pre-encoded ops, author and batch id fields, and the
-// time the edit was sent to Redis (the "at" field, in Unix milliseconds).
-func UpdateFrame(campaign string, opsJSON, byJSON []byte, idJSON []byte, at time.Time) (prefix, suffix string) {
-	var sb strings.Builder
-	sb.WriteString(`{"type":"update","campaign":`)
-	q, _ := json.Marshal(campaign)
-	sb.Write(q)
-	sb.WriteString(`,"rev":`)
-	prefix = sb.String()
-	sb.Reset()
-	sb.WriteString(`,"ops":`)
-	sb.Write(opsJSON)
-	sb.WriteString(`,"by":`)
-	sb.Write(byJSON)
-	if len(idJSON) > 0 {
-		sb.WriteString(`,"id":`)
-		sb.Write(idJSON)
-	}
-	sb.WriteString(`,"at":`)
-	sb.WriteString(strconv.FormatInt(at.UnixMilli(), 10))
-	sb.WriteString(`}`)
-	return prefix, sb.String()
-}
-
-// FrameRev reads the rev of an update frame as UpdateFrame writes it, without
-// decoding the whole message (0 when there is none): rooms order every update
-// by it, and load clients follow the campaign with it.
-func FrameRev(msg []byte) int64 {
-	i := bytes.Index(msg, []byte(`"rev":`))
-	if i < 0 {
-		return 0
-	}
-	j := i + 6
-	k := j
-	for k < len(msg) && msg[k] >= '0' && msg[k] <= '9' {
-		k++
-	}
-	n, _ := strconv.ParseInt(string(msg[j:k]), 10, 64)
-	return n
 }

@@ -4,17 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
-// Presence is one session's entry in a campaign's presence list.
-type Presence struct {
-	User    string `json:"user"`
-	Name    string `json:"name"`
-	Session string `json:"session"`
-	Tab     string `json:"tab"`
-	Editing string `json:"editing"` // path open in a full-screen editor, or ""
-	Field   string `json:"field"`   // path of the form field the user is in, or ""
-}
+// Presence is one session's entry in a campaign's presence list, kept in
+// Redis as the wire shows it.
+type Presence = protocol.Editor
 
 func (b *Buffer) presence(ctx context.Context, campaign, op string, args ...any) ([]any, error) {
 	k := b.keys(campaign)

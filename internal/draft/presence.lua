@@ -3,7 +3,8 @@
 -- KEYS: 1 zset, 2 hash
 -- ARGV: 1 op (set, touch, del, list), 2 now (ms), 3 channel, 4 ttl (ms), 5.. args
 --   set: session, json          touch: sessions...     del: session
--- Every change (and every expiry swept) publishes {"type":"presence"}.
+-- Every change (and every expiry swept) publishes PRESENCE_CHANGED, which
+-- Go replaces with protocol.PresenceChanged when it loads this script.
 local op, now, ch, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local changed = false
 -- unpack is bounded by Lua's C stack (about 8,000 values): in chunks.
@@ -31,7 +32,7 @@ elseif op == 'del' then
   if redis.call('ZREM', KEYS[1], ARGV[5]) == 1 then changed = true end
   redis.call('HDEL', KEYS[2], ARGV[5])
 end
-if changed then redis.call('PUBLISH', ch, '{"type":"presence"}') end
+if changed then redis.call('PUBLISH', ch, 'PRESENCE_CHANGED') end
 if op == 'list' then
   local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
   local out = {}

@@ -120,9 +120,9 @@ type Runner struct {
 	wg        sync.WaitGroup
 	// Writers stop first, on their own context, so that what they sent in
 	// the window is answered and fanned out before the readers stop.
-	wctx    context.Context
-	wcancel context.CancelFunc
-	writers sync.WaitGroup
+	wctx      context.Context
+	wcancel   context.CancelFunc
+	writers   sync.WaitGroup
 	started   time.Time
 	connected time.Duration
 

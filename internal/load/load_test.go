@@ -5,16 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
 // The fast path reads what a full decode reads, from frames as the server
 // writes them.
 func TestScanUpdate(t *testing.T) {
-	by, _ := json.Marshal(map[string]any{"user": "u7", "name": `Ann "A" Lee`, "session": "s1"})
-	for _, id := range []string{`"3.14.1700000000000000"`, ""} {
-		pre, suf := draft.UpdateFrame("c_1", []byte(`[{"op":"add","path":"/x","value":{"id":"no","user":"no"}}]`), by, []byte(id), time.Now())
-		frame := []byte(pre + "42" + suf)
+	by := protocol.Author{User: "u7", Name: `Ann "A" Lee`, Session: "s1"}
+	for _, id := range []string{"3.14.1700000000000000", ""} {
+		frame := protocol.Update{Campaign: "c_1", Ops: []byte(`[{"op":"add","path":"/x","value":{"id":"no","user":"no"}}]`), By: by, ID: id, At: time.Now()}.Encode(42)
 		rev, gotID, user, ok := scanUpdate(frame)
 		var m message
 		if err := json.Unmarshal(frame, &m); err != nil {
@@ -60,14 +59,13 @@ func TestAcksCheck(t *testing.T) {
 // The fast update scan reads what the full decode reads, and refuses what
 // it cannot vouch for.
 func TestScanTail(t *testing.T) {
-	by := []byte(`{"name":"User \"7\"","session":"s1","user":"u7"}`)
-	pre, suf := draft.UpdateFrame("c_1", []byte(`[{"op":"add","path":"/x","value":{"id":"no","user":"no"}}]`), by, []byte(`"w1.3.1700000000123456"`), time.Now())
-	rev, id, user, ok := scanTail([]byte(pre + "42" + suf))
+	by := protocol.Author{Name: `User "7"`, Session: "s1", User: "u7"}
+	rev, id, user, ok := scanTail(protocol.Update{Campaign: "c_1", Ops: []byte(`[{"op":"add","path":"/x","value":{"id":"no","user":"no"}}]`), By: by,
+		ID: "w1.3.1700000000123456", At: time.Now()}.Encode(42))
 	if sent := sentMicros(id); !ok || rev != 42 || sent != 1700000000123456 || string(user) != "u7" {
 		t.Fatalf("scan: %d %d %q %v", rev, sent, user, ok)
 	}
-	pre, suf = draft.UpdateFrame("c_1", []byte(`[]`), by, nil, time.Now())
-	if _, id, user, ok := scanTail([]byte(pre + "42" + suf)); !ok || id != nil || string(user) != "u7" {
+	if _, id, user, ok := scanTail(protocol.Update{Campaign: "c_1", Ops: []byte(`[]`), By: by, At: time.Now()}.Encode(42)); !ok || id != nil || string(user) != "u7" {
 		t.Fatalf("an update without an id: %q %q %v", id, user, ok)
 	}
 }

@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
 // batch is one edit a session sent and has no answer for yet.
@@ -86,7 +85,7 @@ func (s *session) connect(ctx context.Context) error {
 	defer cancel()
 	ws := "ws" + strings.TrimPrefix(strings.TrimSuffix(url, "/"), "http") + "/v1/ws"
 	conn, _, err := websocket.Dial(dctx, ws, &websocket.DialOptions{
-		Subprotocols: []string{"collab.v1.batch", "collab.v1"},
+		Subprotocols: []string{protocol.SubprotocolBatch, protocol.Subprotocol},
 		HTTPHeader:   http.Header{"Authorization": {"Bearer " + s.token}},
 	})
 	if err != nil {
@@ -214,7 +213,7 @@ func (s *session) frame(data []byte) {
 		} else {
 			data = nil
 		}
-		if !bytes.HasPrefix(line, updatePrefix) {
+		if !protocol.IsUpdate(line) {
 			s.handle(line)
 			continue
 		}
@@ -257,7 +256,7 @@ func (s *session) hasPending() bool {
 // (..."by":{...,"user":"U"}[,"id":"I"],"at":T}): the ops before it may
 // hold anything. Anything else is not ok, and takes the full decode.
 func scanTail(data []byte) (rev int64, id, user []byte, ok bool) {
-	rev = draft.FrameRev(data)
+	rev = protocol.FrameRev(data)
 	if rev <= 0 {
 		return 0, nil, nil, false
 	}
@@ -447,7 +446,7 @@ func unquote(raw json.RawMessage) string {
 // message type.
 func (s *session) handle(data []byte) string {
 	r := s.r
-	if bytes.HasPrefix(data, updatePrefix) {
+	if protocol.IsUpdate(data) {
 		// Updates are most of what a session reads (every edit, to every
 		// other session): read the three fields needed without decoding the
 		// whole message, so the load generator costs less than the server.
@@ -561,10 +560,6 @@ func (s *session) handle(data []byte) string {
 	}
 	return m.Type
 }
-
-var (
-	updatePrefix = []byte(`{"type":"update",`)
-)
 
 // scanUpdate is scanTail with the id and user as strings.
 func scanUpdate(data []byte) (rev int64, id, user string, ok bool) {

@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/collab-dev/collab/internal/session"
-	"github.com/collab-dev/collab/internal/session/sessiontest"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
 
 	"github.com/coder/websocket"
 

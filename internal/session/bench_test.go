@@ -7,8 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/collab-dev/collab/internal/session"
-	"github.com/collab-dev/collab/internal/session/sessiontest"
 	"net"
 	"net/http"
 	"os"
@@ -21,11 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
+
 	"github.com/coder/websocket"
 
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/draft"
-	"github.com/collab-dev/collab/internal/testenv"
 )
 
 // Benchmarks of live editing over real WebSockets against real Redis (they
@@ -33,8 +34,7 @@ import (
 // ReportMetric; run them with -benchtime=1x, the load runs for a fixed time.
 
 func benchCluster(b *testing.B) *sessiontest.Cluster {
-	url := testenv.Redis(b)
-	return sessiontest.NewCluster(b, testenv.RedisBackend{Name: "redis", URL: url}, draft.Options{MaxLog: 10_000_000})
+	return sessiontest.RealCluster(b, draft.Options{MaxLog: 10_000_000})
 }
 
 type latencies struct {
@@ -70,7 +70,7 @@ func benchDial(b *testing.B, n *sessiontest.Node, token string) *wsClient {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.Srv.URL, "http"), &websocket.DialOptions{
-		Subprotocols: []string{session.Subprotocol}, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+		Subprotocols: []string{protocol.Subprotocol}, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func rawSession(b *testing.B, addr, token, joinFrame string) net.Conn {
 	}
 	fmt.Fprintf(conn, "GET /v1/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: %s\r\n"+
-		"Authorization: Bearer %s\r\n\r\n", addr, session.Subprotocol, token)
+		"Authorization: Bearer %s\r\n\r\n", addr, protocol.Subprotocol, token)
 	br := bufio.NewReader(conn)
 	status, err := br.ReadString('\n')
 	if err != nil || !strings.Contains(status, "101") {
@@ -485,7 +485,7 @@ func BenchmarkIdleSession_Memory(b *testing.B) {
 	addr := strings.TrimPrefix(n.Srv.URL, "http://")
 
 	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{session.Subprotocol}, InsecureSkipVerify: true})
+		conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}, InsecureSkipVerify: true})
 		if err != nil {
 			return
 		}

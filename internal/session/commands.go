@@ -3,18 +3,18 @@ package session
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"time"
 
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
 // member returns the session's membership of the request's campaign, or the
 // error every campaign command answers when the session has not joined.
-func (s *Session) member(req *Request) (*member, error) {
+func (s *Session) member(req *protocol.Request) (*member, error) {
 	if m := s.joined[req.Campaign]; m != nil {
 		return m, nil
 	}
@@ -22,7 +22,7 @@ func (s *Session) member(req *Request) (*member, error) {
 }
 
 // Member exposes the joined room to handlers registered by other packages.
-func (s *Session) Member(req *Request) (*Room, error) {
+func (s *Session) Member(req *protocol.Request) (*Room, error) {
 	m, err := s.member(req)
 	if err != nil {
 		return nil, err
@@ -30,7 +30,7 @@ func (s *Session) Member(req *Request) (*Room, error) {
 	return &Room{m: m}, nil
 }
 
-func (s *Session) join(req *Request) error {
+func (s *Session) join(req *protocol.Request) error {
 	if !campaignIDOK(req.Campaign) {
 		return errcode.New(errcode.Invalid, "bad campaign id %q", req.Campaign)
 	}
@@ -66,7 +66,7 @@ func (s *Session) join(req *Request) error {
 // within the kept log) the missed updates then joined; otherwise a snapshot,
 // preceded by refresh "gap" when a since could not be honoured. The log read
 // happens under the room lock so that no live update can overtake it.
-func (r *room) join(ctx context.Context, m *member, req *Request) error {
+func (r *room) join(ctx context.Context, m *member, req *protocol.Request) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if req.Since != nil && req.Epoch == r.epoch && *req.Since >= 0 && *req.Since <= r.rev {
@@ -80,7 +80,7 @@ func (r *room) join(ctx context.Context, m *member, req *Request) error {
 			for _, e := range entries {
 				m.s.send(outMsg{b: e.Msg, kind: kindUpdate, campaign: r.id})
 			}
-			m.s.Send(encode("joined", req.Ref, Msg{"campaign": r.id, "rev": r.rev, "epoch": r.epoch}))
+			m.s.Send(protocol.Encode(req.Ref, protocol.Joined{Campaign: r.id, Rev: r.rev, Epoch: r.epoch}))
 			return nil
 		}
 	}
@@ -93,13 +93,13 @@ func (r *room) join(ctx context.Context, m *member, req *Request) error {
 	return nil
 }
 
-func (s *Session) leave(req *Request) error {
+func (s *Session) leave(req *protocol.Request) error {
 	m, err := s.member(req)
 	if err != nil {
 		return err
 	}
 	s.leaveRoom(m)
-	s.Reply(req, "left", Msg{"campaign": req.Campaign})
+	s.Reply(req, protocol.Left{Campaign: req.Campaign})
 	return nil
 }
 
@@ -141,7 +141,7 @@ func (h *Hub) save(workspace, id string, trigger campaign.Trigger) {
 	}()
 }
 
-func (s *Session) tab(req *Request) error {
+func (s *Session) tab(req *protocol.Request) error {
 	m, err := s.member(req)
 	if err != nil {
 		return err
@@ -153,14 +153,14 @@ func (s *Session) tab(req *Request) error {
 	if err := s.hub.drafts.SetPresence(s.ctx, m.room.id, m.presence()); err != nil {
 		return err
 	}
-	s.Reply(req, "ok", Msg{"campaign": req.Campaign})
+	s.Reply(req, protocol.OK{Campaign: req.Campaign})
 	s.hub.save(m.room.ws, m.room.id, campaign.TriggerTab)
 	return nil
 }
 
 // focus shows in the session's presence which field its user is in. It
 // changes nothing else, so viewers may send it too.
-func (s *Session) focus(req *Request) error {
+func (s *Session) focus(req *protocol.Request) error {
 	m, err := s.member(req)
 	if err != nil {
 		return err
@@ -179,11 +179,11 @@ func (s *Session) focus(req *Request) error {
 			return err
 		}
 	}
-	s.Reply(req, "ok", Msg{"campaign": req.Campaign})
+	s.Reply(req, protocol.OK{Campaign: req.Campaign})
 	return nil
 }
 
-func (s *Session) edit(req *Request) error {
+func (s *Session) edit(req *protocol.Request) error {
 	m, err := s.member(req)
 	if err != nil {
 		return err
@@ -198,7 +198,7 @@ func (s *Session) edit(req *Request) error {
 	if err != nil {
 		return err
 	}
-	id, err := req.batchID()
+	id, err := req.BatchID()
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func (s *Session) edit(req *Request) error {
 // the session's own last ack), has the edit script order it, and answers:
 // ack once the room has delivered the new rev, refresh on a conflict. It
 // reports whether the batch is in the draft (accepted now or before).
-func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign.Op, base int64, id string) (bool, error) {
+func (r *room) edit(ctx context.Context, m *member, req *protocol.Request, ops []campaign.Op, base int64, id string) (bool, error) {
 	s := m.s
 	need := max(base, m.lastAck)
 	r.mu.Lock()
@@ -255,13 +255,9 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 		return false, errcode.New(errcode.Invalid, "ops: %v", err)
 	}
 	c := s.Claims()
-	byJSON, _ := json.Marshal(Msg{"user": c.User, "name": c.Name, "session": s.id})
-	var idJSON []byte
-	if id != "" {
-		idJSON, _ = json.Marshal(id)
-	}
 	sentAt := time.Now()
-	prefix, suffix := draft.UpdateFrame(r.id, opsJSON, byJSON, idJSON, sentAt)
+	prefix, suffix := protocol.Update{Campaign: r.id, Ops: opsJSON, By: protocol.Author{User: c.User, Name: c.Name, Session: s.id},
+		ID: id, At: sentAt}.Frame()
 	res, err := r.commit(draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
 		Session: s.id, User: c.User, ID: id, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes})
 	if err != nil {
@@ -275,14 +271,14 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 			// the message it just framed.
 			u := &draft.Update{Rev: res.Rev, Ops: ops, At: sentAt.UnixMilli()}
 			u.By.User, u.By.Session = c.User, s.id
-			r.deliver([]byte(prefix+strconv.FormatInt(res.Rev, 10)+suffix), u)
+			r.deliver(protocol.JoinFrame(prefix, res.Rev, suffix), u)
 		} else if err := r.fill(ctx, res.Rev); err != nil {
 			return false, err
 		}
 		if res.Rev > m.lastAck {
 			m.lastAck = res.Rev
 		}
-		ack := encodeAck(req.Ref, r.id, res.Rev, res.Outcome == draft.Duplicate)
+		ack := protocol.Encode(req.Ref, protocol.Ack{Campaign: r.id, Rev: res.Rev, Duplicate: res.Outcome == draft.Duplicate})
 		r.after(res.Rev, func(ok bool) {
 			if ok {
 				s.Send(ack)
@@ -320,7 +316,7 @@ func (r *room) edit(ctx context.Context, m *member, req *Request, ops []campaign
 
 // refresh answers a losing batch once the room has delivered the winner's
 // rev: the conflicting paths with their current values.
-func (r *room) refresh(ctx context.Context, m *member, req *Request, res draft.Result) error {
+func (r *room) refresh(ctx context.Context, m *member, req *protocol.Request, res draft.Result) error {
 	metrics.Conflicts.Inc()
 	if err := r.fill(ctx, res.Rev); err != nil {
 		return err
@@ -336,7 +332,7 @@ func (r *room) refresh(ctx context.Context, m *member, req *Request, res draft.R
 				}
 			}
 		}
-		m.s.Reply(req, "refresh", Msg{"campaign": r.id, "rev": r.rev, "reason": "conflict", "paths": res.Conflicts, "values": values})
+		m.s.Reply(req, protocol.Refresh{Campaign: r.id, Rev: r.rev, Reason: protocol.ReasonConflict, Paths: res.Conflicts, Values: values})
 	})
 	return nil
 }
@@ -345,7 +341,7 @@ func (r *room) refresh(ctx context.Context, m *member, req *Request, res draft.R
 // may be newer than the batch's base: when another session changed those
 // paths since base, the batch lost a race and gets a refresh; otherwise it
 // is simply invalid.
-func (r *room) invalid(ctx context.Context, m *member, req *Request, base int64, epoch string, keys []string, writes []bool, invalid error) error {
+func (r *room) invalid(ctx context.Context, m *member, req *protocol.Request, base int64, epoch string, keys []string, writes []bool, invalid error) error {
 	if base >= r.revNow() {
 		return invalid
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/session/sessiontest"
 )
@@ -61,7 +62,7 @@ func TestTokenExpiresOnTime(t *testing.T) {
 		if last["type"] != "error" || last["code"] != "unauthorized" {
 			t.Fatalf("last message before the close: %v", last)
 		}
-		if err := <-quiet.Err; websocket.CloseStatus(err) != session.CloseTokenExpired {
+		if err := <-quiet.Err; websocket.CloseStatus(err) != websocket.StatusCode(protocol.CloseTokenExpired) {
 			t.Fatalf("want close 4100, got %v", err)
 		}
 	})
@@ -183,11 +184,11 @@ func TestBatchedFrames(t *testing.T) {
 		n := c.Node(session.Config{RatePerSec: 1e6, RateBurst: 1e6})
 		id := c.Campaign("w1", doc)
 		batched, _, err := sessiontest.DialProtocols(t, n, http.Header{"Authorization": {"Bearer " + c.Token("bat", "w1", auth.Viewer)}},
-			session.SubprotocolBatch, session.Subprotocol)
+			protocol.SubprotocolBatch, protocol.Subprotocol)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if batched.Conn.Subprotocol() != session.SubprotocolBatch {
+		if batched.Conn.Subprotocol() != protocol.SubprotocolBatch {
 			t.Fatalf("negotiated %q", batched.Conn.Subprotocol())
 		}
 		batched.Expect("welcome")
@@ -239,9 +240,9 @@ func TestBatchedFrames(t *testing.T) {
 func TestSlowRequestKeepsKeepalive(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		n := c.Node(session.Config{PingInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}, func(n *sessiontest.Node) {
-			n.Hub.Handle("slow", func(ctx context.Context, s *session.Session, req *session.Request) error {
+			n.Hub.Handle("slow", func(ctx context.Context, s *session.Session, req *protocol.Request) error {
 				time.Sleep(1500 * time.Millisecond)
-				s.Reply(req, "ok", session.Msg{})
+				s.Reply(req, protocol.OK{})
 				return nil
 			})
 		})

@@ -24,6 +24,7 @@ import (
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
 // Drafts is the Redis side of drafts that the hub uses; *draft.Buffer
@@ -37,10 +38,10 @@ type Drafts interface {
 	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 	Channel(campaign string) string
 	Publish(ctx context.Context, campaign string, msg []byte) error
-	SetPresence(ctx context.Context, campaign string, p draft.Presence) error
+	SetPresence(ctx context.Context, campaign string, p protocol.Editor) error
 	TouchPresence(ctx context.Context, campaign string, sessions []string) error
 	RemovePresence(ctx context.Context, campaign, session string) error
-	Presence(ctx context.Context, campaign string) ([]draft.Presence, error)
+	Presence(ctx context.Context, campaign string) ([]protocol.Editor, error)
 	// MarkClean resets the campaign's dirty mark to its oldest unsaved edit.
 	MarkClean(ctx context.Context, campaign string) error
 }
@@ -67,7 +68,7 @@ type Saver interface {
 
 // Handler serves one message type that the core does not know (autosave's
 // and audience's commands register theirs). It runs on the session's reader.
-type Handler func(ctx context.Context, s *Session, req *Request) error
+type Handler func(ctx context.Context, s *Session, req *protocol.Request) error
 
 // Config holds the limits and timings of sessions.
 type Config struct {
@@ -225,8 +226,8 @@ func (h *Hub) Broadcast(ctx context.Context, campaign string, msg []byte) error 
 // answer with plain HTTP: 400 without the collab.v1 subprotocol, 403 for a
 // foreign Origin, 401 for a bad bearer token.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !offers(r, Subprotocol) && !offers(r, SubprotocolBatch) {
-		httpError(w, errcode.New(errcode.Invalid, "the %s subprotocol is required", Subprotocol))
+	if !offers(r, protocol.Subprotocol) && !offers(r, protocol.SubprotocolBatch) {
+		httpError(w, errcode.New(errcode.Invalid, "the %s subprotocol is required", protocol.Subprotocol))
 		return
 	}
 	if !h.cfg.Origins.Allowed(r) {
@@ -251,7 +252,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	hw := &hijackWriter{ResponseWriter: w}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
-		Subprotocols:       []string{SubprotocolBatch, Subprotocol},
+		Subprotocols:       []string{protocol.SubprotocolBatch, protocol.Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above, against our own allow-list
 		CompressionMode:    websocket.CompressionDisabled,
 	})

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
 // member is one session's place in a room. Its fields are owned by the
@@ -24,9 +24,9 @@ type member struct {
 	lastAck int64 // the newest rev acknowledged to this session
 }
 
-func (m *member) presence() draft.Presence {
+func (m *member) presence() protocol.Editor {
 	c := m.s.Claims()
-	return draft.Presence{User: c.User, Name: c.Name, Session: m.s.id, Tab: m.tab, Editing: m.editing, Field: m.field}
+	return protocol.Editor{User: c.User, Name: c.Name, Session: m.s.id, Tab: m.tab, Editing: m.editing, Field: m.field}
 }
 
 // waiter runs once the room has delivered rev (ok) or lost its history (not ok).
@@ -65,7 +65,7 @@ type room struct {
 	members map[*Session]*member
 	pending map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
 	waiters []waiter
-	editors []draft.Presence
+	editors []protocol.Editor
 
 	commits committer
 
@@ -257,15 +257,13 @@ func (r *room) close() {
 	r.mu.Unlock()
 }
 
-var updatePrefix = []byte(`{"type":"update",`)
-
 // onMessage receives the campaign channel's messages (on the bus goroutine).
 func (r *room) onMessage(msg []byte) {
 	if msg == nil {
 		r.poke()
 		return
 	}
-	if string(msg) == `{"type":"presence"}` {
+	if string(msg) == protocol.PresenceChanged {
 		select {
 		case r.presence <- struct{}{}:
 		default:
@@ -290,7 +288,7 @@ func (r *room) poke() {
 }
 
 func (r *room) handleLocked(msg []byte) {
-	if bytes.HasPrefix(msg, updatePrefix) {
+	if protocol.IsUpdate(msg) {
 		r.deliverLocked(committed{msg: msg})
 		return
 	}
@@ -359,7 +357,7 @@ func (r *room) deliver(msg []byte, u *draft.Update) {
 }
 
 func (r *room) deliverLocked(c committed) {
-	rev := draft.FrameRev(c.msg)
+	rev := protocol.FrameRev(c.msg)
 	if rev <= r.rev {
 		return // already applied
 	}
@@ -516,12 +514,12 @@ func (r *room) reloadLocked(ctx context.Context) error {
 }
 
 // resyncLocked sends a session refresh "gap" and a fresh snapshot.
-func (r *room) resyncLocked(m *member, req *Request) {
+func (r *room) resyncLocked(m *member, req *protocol.Request) {
 	var ref json.RawMessage
 	if req != nil {
 		ref = req.Ref
 	}
-	m.s.Send(encode("refresh", ref, Msg{"campaign": r.id, "rev": r.rev, "reason": "gap", "paths": []string{}, "values": map[string]any{}}))
+	m.s.Send(protocol.Encode(ref, protocol.Refresh{Campaign: r.id, Rev: r.rev, Reason: protocol.ReasonGap}))
 	m.s.send(r.snapshotLocked(ref))
 }
 
@@ -530,8 +528,9 @@ func (r *room) snapshotLocked(ref json.RawMessage) outMsg {
 	if err != nil {
 		doc = []byte("{}")
 	}
-	return outMsg{kind: kindSnapshot, campaign: r.id, b: encode("snapshot", ref, Msg{"campaign": r.id, "status": r.status, "rev": r.rev, "epoch": r.epoch,
-		"doc": json.RawMessage(doc), "version": r.version, "saved_rev": min(r.saved, r.rev), "epoch_start": r.start, "editors": r.editorsLocked(), "editors_total": len(r.editors)})}
+	return outMsg{kind: kindSnapshot, campaign: r.id, b: protocol.Encode(ref, protocol.Snapshot{Campaign: r.id, Status: string(r.status), Rev: r.rev,
+		Epoch: r.epoch, Doc: doc, Version: r.version, SavedRev: min(r.saved, r.rev), EpochStart: r.start,
+		Editors: r.editorsLocked(), EditorsTotal: len(r.editors)})}
 }
 
 // maxEditorsShown bounds the presence entries a snapshot or presence push
@@ -543,14 +542,14 @@ const maxEditorsShown = 50
 
 // editorsLocked returns the presence entries to show: those in a field or a
 // full-screen editor first, then the others, at most maxEditorsShown.
-func (r *room) editorsLocked() []draft.Presence {
+func (r *room) editorsLocked() []protocol.Editor {
 	if len(r.editors) <= maxEditorsShown {
 		if r.editors == nil {
-			return []draft.Presence{}
+			return []protocol.Editor{}
 		}
 		return r.editors
 	}
-	out := make([]draft.Presence, 0, maxEditorsShown)
+	out := make([]protocol.Editor, 0, maxEditorsShown)
 	for pass := 0; pass < 2 && len(out) < maxEditorsShown; pass++ {
 		for _, p := range r.editors {
 			active := p.Field != "" || p.Editing != ""
@@ -650,7 +649,7 @@ func (r *room) pushPresence(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.editors = list
-	msg := encode("presence", nil, Msg{"campaign": r.id, "editors": r.editorsLocked(), "editors_total": len(r.editors)})
+	msg := protocol.Encode(nil, protocol.Presence{Campaign: r.id, Editors: r.editorsLocked(), EditorsTotal: len(r.editors)})
 	for _, m := range r.members {
 		m.s.Send(msg)
 	}

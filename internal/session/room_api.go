@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
 // Room is a joined campaign as seen by handlers of other packages (autosave,
@@ -28,7 +29,7 @@ func (r *Room) Read(fn func(doc campaign.Document, rev int64)) {
 // Edit applies ops for the session as an ordinary edit at base, replying
 // to req as an edit would (ack or refresh). accepted says whether the batch
 // is now in the draft.
-func (r *Room) Edit(ctx context.Context, req *Request, ops []campaign.Op, base int64, id string) (accepted bool, err error) {
+func (r *Room) Edit(ctx context.Context, req *protocol.Request, ops []campaign.Op, base int64, id string) (accepted bool, err error) {
 	return r.m.room.edit(ctx, r.m, req, ops, base, id)
 }
 

@@ -3,8 +3,6 @@ package session
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -17,6 +15,8 @@ import (
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/randid"
 )
 
 // Session is one WebSocket connection. Its reader goroutine decodes and
@@ -49,11 +49,9 @@ type Session struct {
 }
 
 func newSession(h *Hub, conn *websocket.Conn, raw *batchConn, claims *auth.Claims) *Session {
-	b := make([]byte, 9)
-	rand.Read(b)
 	ctx, cancel := context.WithCancel(h.ctx)
 	conn.SetReadLimit(h.cfg.MaxMessage)
-	s := &Session{hub: h, conn: conn, raw: raw, id: "s" + hex.EncodeToString(b), batched: conn.Subprotocol() == SubprotocolBatch,
+	s := &Session{hub: h, conn: conn, raw: raw, id: randid.New("s"), batched: conn.Subprotocol() == protocol.SubprotocolBatch,
 		ctx: ctx, cancel: cancel,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.RatePerSec), h.cfg.RateBurst), joined: map[string]*member{}}
 	s.out = newQueue(h.cfg.QueueBytes, h.cfg.SnapshotBytes, func() {
@@ -91,18 +89,18 @@ func (s *Session) send(m outMsg) bool {
 	if s.ctx.Err() == nil && !s.out.finishing() {
 		metrics.SlowClosed.Inc()
 		s.hub.log.Info("session too slow, closing", "session", s.id)
-		s.closeWith(CloseTooSlow, "too slow: rejoin with since")
+		s.closeWith(websocket.StatusCode(protocol.CloseTooSlow), "too slow: rejoin with since")
 	}
 	return false
 }
 
 // Reply queues a reply of the given type to req.
-func (s *Session) Reply(req *Request, typ string, fields Msg) {
-	s.Send(encode(typ, req.Ref, fields))
+func (s *Session) Reply(req *protocol.Request, m protocol.Message) {
+	s.Send(protocol.Encode(req.Ref, m))
 }
 
 // ReplyError queues an error reply to req.
-func (s *Session) ReplyError(req *Request, err error) {
+func (s *Session) ReplyError(req *protocol.Request, err error) {
 	var ref []byte
 	if req != nil {
 		ref = req.Ref
@@ -116,7 +114,7 @@ func (s *Session) replyError(ref []byte, err error) {
 	if code == errcode.Internal {
 		s.hub.log.Error("request failed", "session", s.id, "err", err)
 	}
-	s.Send(encodeError(ref, err))
+	s.Send(protocol.Encode(ref, protocol.ErrorOf(err)))
 }
 
 // Go runs fn beside the reader (for commands that must not hold up the
@@ -173,8 +171,8 @@ func (s *Session) expire() {
 		return // renewed meanwhile
 	}
 	metrics.Errors.WithLabelValues(string(errcode.Unauthorized)).Inc()
-	s.out.finish(encodeError(nil, errcode.New(errcode.Unauthorized, "token expired; reconnect with a new token")),
-		int(CloseTokenExpired), "token expired")
+	s.out.finish(protocol.Encode(nil, protocol.ErrorOf(errcode.New(errcode.Unauthorized, "token expired; reconnect with a new token"))),
+		int(protocol.CloseTokenExpired), "token expired")
 	s.cancel()
 }
 
@@ -213,13 +211,13 @@ func (s *Session) serve() {
 	s.conn.CloseNow()
 }
 
-func (s *Session) welcome(req *Request) {
+func (s *Session) welcome(req *protocol.Request) {
 	var ref []byte
 	if req != nil {
 		ref = req.Ref
 	}
 	c := s.claims
-	s.Send(encode("welcome", ref, Msg{"user": c.User, "name": c.Name, "workspace": c.Workspace, "role": c.Role, "session": s.id}))
+	s.Send(protocol.Encode(ref, protocol.Welcome{User: c.User, Name: c.Name, Workspace: c.Workspace, Role: string(c.Role), Session: s.id}))
 }
 
 func (s *Session) reader() {
@@ -241,16 +239,16 @@ func (s *Session) reader() {
 			continue
 		}
 		if !s.limiter.Allow() {
-			s.replyError(cheapRef(data), errcode.New(errcode.RateLimited, "too many requests; slow down"))
+			s.replyError(protocol.CheapRef(data), errcode.New(errcode.RateLimited, "too many requests; slow down"))
 			continue
 		}
 		if !utf8.Valid(data) {
 			// A browser fails the whole connection on a text frame that is
 			// not UTF-8: nothing of this frame may reach a teammate.
-			s.replyError(cheapRef(data), errcode.New(errcode.Invalid, "the frame is not valid UTF-8"))
+			s.replyError(protocol.CheapRef(data), errcode.New(errcode.Invalid, "the frame is not valid UTF-8"))
 			continue
 		}
-		req, err := DecodeRequest(data)
+		req, err := protocol.DecodeRequest(data)
 		if err != nil {
 			s.ReplyError(req, err)
 			continue
@@ -277,7 +275,7 @@ func (h *Hub) metricType(t string) string {
 	return "other"
 }
 
-func (s *Session) dispatch(req *Request) error {
+func (s *Session) dispatch(req *protocol.Request) error {
 	if req.Type == "hello" {
 		return s.hello(req)
 	}
@@ -305,7 +303,7 @@ func (s *Session) dispatch(req *Request) error {
 // hello authenticates the session, or renews it: a hello with a fresh token
 // of the same user and workspace replaces the claims (and their exp) and
 // keeps every joined campaign.
-func (s *Session) hello(req *Request) error {
+func (s *Session) hello(req *protocol.Request) error {
 	c, err := s.hub.signer.Verify(req.Token)
 	if err != nil {
 		return err
@@ -359,7 +357,7 @@ func (s *Session) writer() {
 				err = ferr
 			}
 			if err != nil {
-				s.closeWith(CloseTooSlow, "write timed out")
+				s.closeWith(websocket.StatusCode(protocol.CloseTooSlow), "write timed out")
 				return
 			}
 		}

@@ -3,12 +3,14 @@ package session_test
 import (
 	"context"
 	"fmt"
-	"github.com/collab-dev/collab/internal/session"
-	"github.com/collab-dev/collab/internal/session/sessiontest"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/session/sessiontest"
 
 	"github.com/coder/websocket"
 
@@ -330,7 +332,7 @@ func TestSlowConsumerCutOff(t *testing.T) {
 		// The slow one joins and then never reads again.
 		ctx := context.Background()
 		slow, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.Srv.URL, "http"), &websocket.DialOptions{
-			Subprotocols: []string{session.Subprotocol}, HTTPHeader: http.Header{"Authorization": {"Bearer " + c.Token("sam", "w1", auth.Viewer)}}})
+			Subprotocols: []string{protocol.Subprotocol}, HTTPHeader: http.Header{"Authorization": {"Bearer " + c.Token("sam", "w1", auth.Viewer)}}})
 		if err != nil {
 			t.Fatal(err)
 		}

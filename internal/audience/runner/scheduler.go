@@ -22,11 +22,12 @@ type Scheduler struct {
 		store.Audiences
 		Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
 	}
-	// Notify pushes an event to the campaign's sessions (may be nil).
-	Notify func(ctx context.Context, campaign string, msg []byte) error
-	Every  time.Duration    // how often to look (30 s)
-	Now    func() time.Time // the clock (time.Now)
-	Log    *slog.Logger
+	// Saved is told of every audience a scheduled run saved (may be nil):
+	// the server tells the campaign's sessions.
+	Saved func(ctx context.Context, campaign, activity string, res store.AudienceSaved)
+	Every time.Duration    // how often to look (30 s)
+	Now   func() time.Time // the clock (time.Now)
+	Log   *slog.Logger
 
 	synced time.Time
 }
@@ -158,10 +159,8 @@ func (s *Scheduler) runCanvas(ctx context.Context, run store.ScheduledRun) {
 			continue
 		}
 		s.Log.Info("scheduled run saved an audience", "campaign", c.ID, "activity", id, "audience", res.Audience, "count", res.Count, "added", res.Added, "removed", res.Removed)
-		if s.Notify != nil {
-			msg, _ := json.Marshal(map[string]any{"type": "audience.saved", "campaign": c.ID, "activity": id, "audience": res.Audience,
-				"label": res.Label, "created": res.Created, "count": res.Count, "added": res.Added, "removed": res.Removed, "by": "schedule"})
-			s.Notify(ctx, c.ID, msg)
+		if s.Saved != nil {
+			s.Saved(ctx, c.ID, id, res)
 		}
 	}
 }

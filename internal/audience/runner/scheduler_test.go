@@ -77,17 +77,17 @@ func TestMonthlyScheduledRun(t *testing.T) {
 			clk := &clock{}
 			var mu sync.Mutex
 			var events []string
-			notify := func(_ context.Context, id string, msg []byte) error {
+			notify := func(_ context.Context, id, activity string, res store.AudienceSaved) {
 				mu.Lock()
 				defer mu.Unlock()
 				if id == c.ID {
-					events = append(events, string(msg))
+					b, _ := json.Marshal(res)
+					events = append(events, string(b))
 				}
-				return nil
 			}
 			nodes := []*runner.Scheduler{
-				{Runner: runner.New(st, log), Store: st, Notify: notify, Now: clk.Now, Log: log},
-				{Runner: runner.New(st, log), Store: st, Notify: notify, Now: clk.Now, Log: log},
+				{Runner: runner.New(st, log), Store: st, Saved: notify, Now: clk.Now, Log: log},
+				{Runner: runner.New(st, log), Store: st, Saved: notify, Now: clk.Now, Log: log},
 			}
 			tick := func() {
 				var wg sync.WaitGroup

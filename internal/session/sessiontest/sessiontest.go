@@ -23,6 +23,7 @@ import (
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/draft"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/store"
 	"github.com/collab-dev/collab/internal/store/sqlstore"
@@ -65,7 +66,16 @@ func NewCluster(t testing.TB, be testenv.RedisBackend, opts draft.Options) *Clus
 	return &Cluster{T: t, Redis: be, Store: st, Signer: signer, Opts: opts}
 }
 
-// forEachRedis runs fn on the embedded Redis and, when configured, real Redis.
+// RealCluster is real Redis with real PostgreSQL, for benchmarks: it skips
+// without them (COLLAB_TEST_REDIS_URL, COLLAB_TEST_POSTGRES_URL).
+func RealCluster(tb testing.TB, opts draft.Options) *Cluster {
+	tb.Helper()
+	url := testenv.Redis(tb)
+	testenv.Postgres(tb)
+	return NewCluster(tb, testenv.RedisBackend{Name: "redis", URL: url}, opts)
+}
+
+// ForEachRedis runs fn on the embedded Redis and, when configured, real Redis.
 func ForEachRedis(t *testing.T, opts draft.Options, fn func(t *testing.T, c *Cluster)) {
 	for _, be := range testenv.RedisBackends(t) {
 		t.Run(be.Name, func(t *testing.T) { fn(t, NewCluster(t, be, opts)) })
@@ -148,7 +158,7 @@ type Client struct {
 
 func Dial(t testing.TB, n *Node, header http.Header) (*Client, *http.Response, error) {
 	t.Helper()
-	return DialProtocols(t, n, header, session.Subprotocol)
+	return DialProtocols(t, n, header, protocol.Subprotocol)
 }
 
 // DialProtocols dials offering the given subprotocols (collab.v1.batch
@@ -286,6 +296,17 @@ func (cl *Client) Quiet(d time.Duration) {
 			return
 		}
 	}
+}
+
+// Pair creates a campaign of doc in workspace w1 and joins it from n with
+// two sessions: ann, an editor, and a teammate (user mate, of role).
+func (c *Cluster) Pair(n *Node, doc, mate string, role auth.Role) (id string, a, b *Client) {
+	c.T.Helper()
+	id = c.Campaign("w1", doc)
+	a, b = c.Connect(n, "ann", "w1", auth.Editor), c.Connect(n, mate, "w1", role)
+	a.Join(id)
+	b.Join(id)
+	return id, a, b
 }
 
 func (cl *Client) Join(campaign string) map[string]any {

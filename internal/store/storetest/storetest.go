@@ -6,8 +6,6 @@ package storetest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/randid"
 	"github.com/collab-dev/collab/internal/store"
 )
 
@@ -72,9 +71,7 @@ func Run(t *testing.T, open Open) {
 
 // ID returns a unique id with a prefix, for test workspaces and campaigns.
 func ID(prefix string) string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return prefix + hex.EncodeToString(b)
+	return randid.New(prefix)
 }
 
 func newCampaign(t *testing.T, s store.Store, ws string, doc string) *campaign.Campaign {

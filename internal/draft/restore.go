@@ -1,26 +1,23 @@
-package autosave
+package draft
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/collab-dev/collab/internal/campaign"
-	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/randid"
 )
 
-// Restorer restores history versions as new edits.
+// Restorer restores history versions as new edits: a restore is an edit
+// like a client's, ordered by the same script, so first-writer-wins and
+// the log hold for it too.
 type Restorer struct {
-	Drafts interface {
-		Open(ctx context.Context, workspace, campaign string, savedRev int64, status string, fence func(ctx context.Context, epoch string) error) (draft.Head, error)
-		Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
-		Apply(ctx context.Context, b draft.Batch) (draft.Result, error)
-		Publish(ctx context.Context, campaign string, msg []byte) error
-	}
-	Store interface {
+	Drafts *Buffer
+	Store  interface {
 		Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
 		Version(ctx context.Context, workspace, id string, version int64) (*campaign.Version, error)
 		FenceEpoch(ctx context.Context, workspace, id, from string, rev int64, next string) error
@@ -62,78 +59,36 @@ func (r *Restorer) Restore(ctx context.Context, workspace, id string, v int64, u
 		if err != nil {
 			return 0, err
 		}
-		ops, keys := topLevelDiff(d.Doc, target)
+		ops, keys := campaign.TopLevelDiff(d.Doc, target)
 		if len(ops) == 0 {
 			return d.Rev, nil
 		}
 		opsJSON, _ := json.Marshal(ops)
-		session := "restore-" + newToken()
-		byJSON, _ := json.Marshal(map[string]string{"user": user, "name": name, "session": session})
-		prefix, suffix := draft.UpdateFrame(id, opsJSON, byJSON, nil, time.Now())
+		session := randid.New("restore-")
+		prefix, suffix := protocol.Update{Campaign: id, Ops: opsJSON, By: protocol.Author{User: user, Name: name, Session: session}, At: time.Now()}.Frame()
 		writes := make([]bool, len(keys))
 		for i := range writes {
 			writes[i] = true
 		}
-		res, err := r.Drafts.Apply(ctx, draft.Batch{Workspace: workspace, Campaign: id, Epoch: head.Epoch, Base: d.Rev,
+		res, err := r.Drafts.Apply(ctx, Batch{Workspace: workspace, Campaign: id, Epoch: head.Epoch, Base: d.Rev,
 			Session: session, User: user, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes})
 		if err != nil {
 			return 0, err
 		}
 		switch res.Outcome {
-		case draft.Accepted:
-			msg, _ := json.Marshal(map[string]any{"type": "refresh", "campaign": id, "rev": res.Rev, "reason": "restored",
-				"paths": keys, "values": map[string]any{}, "version": v})
+		case Accepted:
+			msg := protocol.Encode(nil, protocol.Refresh{Campaign: id, Rev: res.Rev, Reason: protocol.ReasonRestored, Paths: keys, Version: v})
 			if err := r.Drafts.Publish(ctx, id, msg); err != nil {
 				return res.Rev, err
 			}
 			return res.Rev, nil
-		case draft.Conflict, draft.EpochLost, draft.NoBuffer, draft.Restarted, draft.Unfenced:
+		case Conflict, EpochLost, NoBuffer, Restarted, Unfenced:
 			continue // an edit slipped in between: diff again
-		case draft.Archived:
+		case Archived:
 			return 0, errcode.New(errcode.Conflict, "campaign %s is archived and refuses edits", id)
 		default:
 			return 0, errcode.New(errcode.Unavailable, "restore %s: %s", id, res.Outcome)
 		}
 	}
 	return 0, errcode.New(errcode.Conflict, "campaign %s is being edited too busily to restore; try again", id)
-}
-
-// topLevelDiff returns the ops that turn from into to, one per top-level
-// field (the root itself cannot be edited), and their paths.
-func topLevelDiff(from, to campaign.Document) ([]campaign.Op, []string) {
-	var ops []campaign.Op
-	var keys []string
-	names := make([]string, 0, len(from)+len(to))
-	for k := range from {
-		names = append(names, k)
-	}
-	for k := range to {
-		if _, ok := from[k]; !ok {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		path := campaign.Pointer{k}
-		old, had := from[k]
-		val, has := to[k]
-		switch {
-		case had && !has:
-			ops = append(ops, campaign.Op{Op: "remove", Path: path.String()})
-		case has:
-			raw, _ := json.Marshal(val)
-			if had {
-				if oldRaw, _ := json.Marshal(old); string(oldRaw) == string(raw) {
-					continue
-				}
-				ops = append(ops, campaign.Op{Op: "replace", Path: path.String(), Value: raw})
-			} else {
-				ops = append(ops, campaign.Op{Op: "add", Path: path.String(), Value: raw})
-			}
-		default:
-			continue
-		}
-		keys = append(keys, path.String())
-	}
-	return ops, keys
 }

@@ -1,4 +1,4 @@
-package runner_test
+package commands_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/collab-dev/collab/internal/audience"
 	"github.com/collab-dev/collab/internal/audience/runner"
 	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/commands"
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/session/sessiontest"
@@ -43,7 +44,9 @@ func want(t *testing.T, cl *sessiontest.Client, typ string) map[string]any {
 func TestAudienceCommands(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-		n := c.Node(session.Config{}, func(n *sessiontest.Node) { runner.New(c.Store, log).Register(n.Hub) })
+		n := c.Node(session.Config{}, func(n *sessiontest.Node) {
+			(&commands.Audiences{Runner: runner.New(c.Store, log), Store: c.Store, Log: log}).Register(n.Hub)
+		})
 		d, _ := audience.NewDecoder(strings.NewReader(profiles), "ndjson")
 		ws := storetest.ID("w_") // audiences are found by label within a workspace
 		if _, err := c.Store.ImportProfiles(context.Background(), ws, d.Next); err != nil {

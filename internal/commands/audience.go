@@ -1,0 +1,154 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/collab-dev/collab/internal/audience"
+	"github.com/collab-dev/collab/internal/audience/runner"
+	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/session"
+	"github.com/collab-dev/collab/internal/store"
+)
+
+// Runner runs a canvas's activities; *runner.Runner implements it.
+type Runner interface {
+	Run(ctx context.Context, workspace string, c *audience.Canvas, activity string) (runner.Result, error)
+	Save(ctx context.Context, workspace, campaign string, c *audience.Canvas, activity string) (store.AudienceSaved, error)
+}
+
+// AudienceStore lists and reads saved audiences; the durable store
+// implements it.
+type AudienceStore interface {
+	Audiences(ctx context.Context, workspace, query string) ([]store.AudienceSummary, error)
+	Audience(ctx context.Context, workspace, id string, offset, limit int) (*store.AudienceDetail, error)
+}
+
+// Audiences is what the audience commands need.
+type Audiences struct {
+	Runner Runner
+	Store  AudienceStore
+	Log    *slog.Logger
+}
+
+// runTimeout bounds one command; populations are computed in the database.
+const runTimeout = 2 * time.Minute
+
+// Register adds the audience commands to a hub: activity.run and
+// audience.save (results go to every session on the campaign),
+// audience.list and audience.get.
+func (a *Audiences) Register(h *session.Hub) {
+	h.Handle("activity.run", func(_ context.Context, s *session.Session, req *protocol.Request) error {
+		room, err := s.Member(req)
+		if err != nil {
+			return err
+		}
+		c, err := canvasOf(room)
+		if err != nil {
+			return err
+		}
+		if req.Activity == "" {
+			return errcode.New(errcode.Invalid, "activity.run needs an activity")
+		}
+		s.Go(func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, runTimeout)
+			defer cancel()
+			res, err := a.Runner.Run(ctx, room.Workspace(), c, req.Activity)
+			if err != nil {
+				s.ReplyError(req, err)
+				return
+			}
+			msg := protocol.ActivityResult{Campaign: room.Campaign(), Activity: res.Activity, Count: res.Count, Columns: res.Columns,
+				Sample: res.Sample, Transitions: make([]protocol.Transition, len(res.Transitions)), Outputs: res.Outputs, By: s.Claims().User}
+			for i, t := range res.Transitions {
+				msg.Transitions[i] = protocol.Transition{From: t.From, To: t.To, Count: t.Count}
+			}
+			s.Reply(req, msg)
+			a.broadcast(ctx, h, room.Campaign(), msg)
+		})
+		return nil
+	})
+	h.Handle("audience.save", func(_ context.Context, s *session.Session, req *protocol.Request) error {
+		room, err := s.Member(req)
+		if err != nil {
+			return err
+		}
+		if !s.Claims().Role.CanEdit() {
+			return errcode.New(errcode.Forbidden, "a %s cannot save audiences", s.Claims().Role)
+		}
+		c, err := canvasOf(room)
+		if err != nil {
+			return err
+		}
+		s.Go(func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, runTimeout)
+			defer cancel()
+			res, err := a.Runner.Save(ctx, room.Workspace(), room.Campaign(), c, req.Activity)
+			if err != nil {
+				s.ReplyError(req, err)
+				return
+			}
+			msg := AudienceSavedMessage(room.Campaign(), req.Activity, res, s.Claims().User)
+			s.Reply(req, msg)
+			a.broadcast(ctx, h, room.Campaign(), msg)
+		})
+		return nil
+	})
+	h.Handle("audience.list", func(ctx context.Context, s *session.Session, req *protocol.Request) error {
+		list, err := a.Store.Audiences(ctx, s.Claims().Workspace, req.Query)
+		if err != nil {
+			return err
+		}
+		msg := protocol.Audiences{Audiences: make([]protocol.AudienceSummary, len(list))}
+		for i, d := range list {
+			msg.Audiences[i] = protocol.AudienceSummary{ID: d.ID, Label: d.Label, Dimension: d.Dimension, Kind: d.Kind, Count: d.Count, Updated: d.UpdatedAt}
+		}
+		s.Reply(req, msg)
+		return nil
+	})
+	h.Handle("audience.get", func(ctx context.Context, s *session.Session, req *protocol.Request) error {
+		offset, limit, err := audience.Page(req.Offset, req.Limit)
+		if err != nil {
+			return err
+		}
+		d, err := a.Store.Audience(ctx, s.Claims().Workspace, req.Audience, offset, limit)
+		if err != nil {
+			return err
+		}
+		s.Reply(req, protocol.Audience{ID: d.ID, Label: d.Label, Dimension: d.Dimension, Kind: d.Kind,
+			Columns: d.Columns, Rows: d.Rows, Count: d.Count, Updated: d.UpdatedAt})
+		return nil
+	})
+}
+
+// AudienceSavedMessage is the audience.saved message of a Save audience
+// run by a user (or "schedule").
+func AudienceSavedMessage(campaignID, activity string, res store.AudienceSaved, by string) protocol.AudienceSaved {
+	return protocol.AudienceSaved{Campaign: campaignID, Activity: activity, Audience: res.Audience, Label: res.Label,
+		Created: res.Created, Count: res.Count, Added: res.Added, Removed: res.Removed, By: by}
+}
+
+// canvasOf reads the working draft's canvas (unsaved edits included).
+func canvasOf(room *session.Room) (*audience.Canvas, error) {
+	var raw json.RawMessage
+	var err error
+	room.Read(func(doc campaign.Document, _ int64) {
+		if v, ok := doc.Get(campaign.Pointer{"canvas"}); ok {
+			raw, err = json.Marshal(v)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return audience.ParseCanvas(raw)
+}
+
+func (a *Audiences) broadcast(ctx context.Context, h *session.Hub, campaignID string, m protocol.Message) {
+	if err := h.Broadcast(ctx, campaignID, protocol.Encode(nil, m)); err != nil {
+		a.Log.Warn("broadcast", "campaign", campaignID, "type", m.MessageType(), "err", err)
+	}
+}

@@ -1,0 +1,98 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Author is who made an edit, as an update's "by" carries it. User comes
+// last: the load client's tail scan reads it there.
+type Author struct {
+	Name    string `json:"name"`
+	Session string `json:"session"`
+	User    string `json:"user"`
+}
+
+// Update is an accepted edit, as every other session receives it:
+//
+//	{"type":"update","campaign":C,"rev":N,"ops":[...],"by":{...}[,"id":I],"at":T}
+//
+// The edit script assigns the rev, so an update is framed before its rev is
+// known: Frame returns the text before and after it, and Redis joins them.
+// Readers rely on this layout: IsUpdate on the prefix, FrameRev on the
+// first "rev", the load client's tail scan on by, id and at coming last.
+type Update struct {
+	Campaign string
+	Ops      json.RawMessage // compact JSON array
+	By       Author
+	ID       string    // the client's batch id, "" when none
+	At       time.Time // when the edit was sent to Redis
+}
+
+var updatePrefix = []byte(`{"type":"update",`)
+
+// Frame returns the update's text before and after its rev.
+func (u Update) Frame() (prefix, suffix string) {
+	var sb strings.Builder
+	sb.WriteString(`{"type":"update","campaign":`)
+	q, _ := json.Marshal(u.Campaign)
+	sb.Write(q)
+	sb.WriteString(`,"rev":`)
+	prefix = sb.String()
+	sb.Reset()
+	sb.WriteString(`,"ops":`)
+	sb.Write(u.Ops)
+	sb.WriteString(`,"by":`)
+	by, _ := json.Marshal(u.By)
+	sb.Write(by)
+	if u.ID != "" {
+		sb.WriteString(`,"id":`)
+		id, _ := json.Marshal(u.ID)
+		sb.Write(id)
+	}
+	sb.WriteString(`,"at":`)
+	sb.WriteString(strconv.FormatInt(u.At.UnixMilli(), 10))
+	sb.WriteString(`}`)
+	return prefix, sb.String()
+}
+
+// Encode writes the update at rev: what the edit script stores and
+// publishes, joined here for the node that already knows the rev.
+func (u Update) Encode(rev int64) []byte {
+	prefix, suffix := u.Frame()
+	return JoinFrame(prefix, rev, suffix)
+}
+
+// JoinFrame puts an update's rev between its prefix and suffix.
+func JoinFrame(prefix string, rev int64, suffix string) []byte {
+	b := make([]byte, 0, len(prefix)+len(suffix)+20)
+	b = append(b, prefix...)
+	b = strconv.AppendInt(b, rev, 10)
+	return append(b, suffix...)
+}
+
+// IsUpdate says whether a frame is an update, by its prefix.
+func IsUpdate(msg []byte) bool { return bytes.HasPrefix(msg, updatePrefix) }
+
+// FrameRev reads the rev of an update without decoding the whole message (0
+// when there is none): rooms order every update by it, and load clients
+// follow the campaign with it.
+func FrameRev(msg []byte) int64 {
+	i := bytes.Index(msg, []byte(`"rev":`))
+	if i < 0 {
+		return 0
+	}
+	j := i + 6
+	k := j
+	for k < len(msg) && msg[k] >= '0' && msg[k] <= '9' {
+		k++
+	}
+	n, _ := strconv.ParseInt(string(msg[j:k]), 10, 64)
+	return n
+}
+
+// BatchSeparator separates the messages of one frame on SubprotocolBatch.
+const BatchSeparator = '\n'
