@@ -179,6 +179,14 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 	h := &Hub{cfg: cfg, drafts: drafts, bus: bus, campaigns: campaigns, signer: signer, log: log,
 		handlers: map[string]Handler{}, presenceTTL: presenceTTL, ctx: ctx, cancel: cancel,
 		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, pingerDone: make(chan struct{})}
+	// The core commands sit in the same table as the features' (hello,
+	// which may come before any claims, is the dispatcher's own).
+	for typ, fn := range map[string]func(*Session, *protocol.Request) error{
+		"join": (*Session).join, "leave": (*Session).leave, "edit": (*Session).edit,
+		"tab": (*Session).tab, "focus": (*Session).focus,
+	} {
+		h.handlers[typ] = func(_ context.Context, s *Session, req *protocol.Request) error { return fn(s, req) }
+	}
 	go h.pinger()
 	return h
 }
@@ -213,7 +221,8 @@ func (h *Hub) pinger() {
 // leaving).
 func (h *Hub) SetSaver(s Saver) { h.saver = s }
 
-// Handle registers a handler for a message type. Register before serving.
+// Handle registers a handler for a message type (replacing the core one of
+// that type, if any). Register before serving.
 func (h *Hub) Handle(typ string, fn Handler) { h.handlers[typ] = fn }
 
 // Broadcast sends an encoded message to every session on the campaign, on
@@ -351,4 +360,98 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.log.Error("sessions still running after shutdown", "sessions", h.Sessions())
 	}
 	return fmt.Errorf("session shutdown: %w", ctx.Err())
+}
+
+// acquire returns the loaded room of c, creating it on first use.
+func (h *Hub) acquire(ctx context.Context, c *campaign.Campaign) (*room, error) {
+	for {
+		h.mu.Lock()
+		if h.closing {
+			h.mu.Unlock()
+			return nil, errcode.New(errcode.Unavailable, "this node is shutting down")
+		}
+		r := h.rooms[c.ID]
+		if r != nil && r.closing {
+			h.mu.Unlock()
+			<-r.closed
+			continue
+		}
+		if r != nil {
+			r.refs++
+			h.mu.Unlock()
+			select {
+			case <-r.ready:
+			case <-ctx.Done():
+				h.release(r)
+				return nil, ctx.Err()
+			}
+			if r.err != nil {
+				h.release(r)
+				return nil, r.err
+			}
+			return r, nil
+		}
+		r = &room{hub: h, id: c.ID, ws: c.Workspace, channel: h.drafts.Channel(c.ID), refs: 1,
+			ready: make(chan struct{}), closed: make(chan struct{}), members: map[*Session]*member{},
+			pending: map[int64]committed{}, kick: make(chan struct{}, 1), presence: make(chan struct{}, 1),
+			done: make(chan struct{})}
+		h.rooms[c.ID] = r
+		h.wg.Add(1)
+		h.mu.Unlock()
+		metrics.Rooms.Inc()
+		r.err = r.load(ctx, c)
+		close(r.ready)
+		if r.err != nil {
+			h.release(r)
+			return nil, r.err
+		}
+		return r, nil
+	}
+}
+
+// release drops a reference; the last one closes the room.
+func (h *Hub) release(r *room) (last bool) {
+	h.mu.Lock()
+	r.refs--
+	if r.refs > 0 {
+		h.mu.Unlock()
+		return false
+	}
+	r.closing = true
+	h.mu.Unlock()
+	r.close()
+	h.mu.Lock()
+	if h.rooms[r.id] == r {
+		delete(h.rooms, r.id)
+	}
+	h.mu.Unlock()
+	close(r.closed)
+	metrics.Rooms.Dec()
+	h.wg.Done()
+	return true
+}
+
+// save asks autosave to flush at once, on a goroutine the hub waits for.
+func (h *Hub) save(workspace, id string, trigger campaign.Trigger) {
+	if h.saver == nil {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.saver.Save(ctx, workspace, id, trigger); err != nil {
+			h.log.Warn("save", "campaign", id, "trigger", trigger, "err", err)
+		}
+	}()
+}
+
+// metricType labels a message by its type when the hub serves that type,
+// so clients cannot grow the label set with made-up types.
+func (h *Hub) metricType(t string) string {
+	if t == "hello" || h.handlers[t] != nil {
+		return t
+	}
+	return "other"
 }

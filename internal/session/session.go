@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -264,35 +263,12 @@ func (s *Session) reader() {
 	}
 }
 
-var knownTypes = map[string]bool{"hello": true, "join": true, "leave": true, "edit": true, "tab": true, "focus": true}
-
-// metricType labels a message by its type when the hub serves that type,
-// so clients cannot grow the label set with made-up types.
-func (h *Hub) metricType(t string) string {
-	if knownTypes[t] || h.handlers[t] != nil {
-		return t
-	}
-	return "other"
-}
-
 func (s *Session) dispatch(req *protocol.Request) error {
 	if req.Type == "hello" {
 		return s.hello(req)
 	}
 	if s.claims == nil {
 		return errcode.New(errcode.Unauthorized, "send hello with a token first")
-	}
-	switch req.Type {
-	case "join":
-		return s.join(req)
-	case "leave":
-		return s.leave(req)
-	case "edit":
-		return s.edit(req)
-	case "tab":
-		return s.tab(req)
-	case "focus":
-		return s.focus(req)
 	}
 	if fn, ok := s.hub.handlers[req.Type]; ok {
 		return fn(s.ctx, s, req)
@@ -314,135 +290,6 @@ func (s *Session) hello(req *protocol.Request) error {
 	s.authenticate(&c)
 	s.welcome(req)
 	return nil
-}
-
-// writer drains the queue and exits when it is empty; the queue starts it
-// again on the next message, keepalive ping or close. Each pass goes out in
-// one write(2) with one deadline, however many frames it holds, and on the
-// batch subprotocol as few frames as fit.
-//
-// A write costs a syscall per receiver, so at fan-out the number of writes,
-// not of messages, is what a node can afford. A writer that wrote less than
-// a delay ago gathers for the rest of that delay before its next pass; the
-// delay grows with the number of busy writers on the node (one millisecond
-// per twenty, up to MaxWriteDelay). An isolated message still goes out at
-// once: only a session that is receiving a stream waits.
-func (s *Session) writer() {
-	defer s.writers.Done()
-	h := s.hub
-	h.writing.Add(1)
-	defer h.writing.Add(-1)
-	var batch []outMsg
-	var last time.Time
-	for {
-		if !last.IsZero() {
-			delay := min(time.Duration(h.writing.Load())*time.Millisecond/20, h.cfg.MaxWriteDelay)
-			if wait := delay - time.Since(last); wait > 100*time.Microsecond {
-				time.Sleep(wait)
-			}
-		}
-		var ping, done bool
-		var final *closing
-		batch, ping, final, done = s.out.take(batch[:0])
-		if done {
-			return
-		}
-		if len(batch) > 0 {
-			last = time.Now()
-			s.raw.begin()
-			frames, err := s.writeBatch(batch)
-			metrics.WriterPasses.Inc()
-			metrics.FramesSent.Add(float64(frames))
-			if ferr := s.raw.flush(last.Add(h.cfg.WriteTimeout)); err == nil {
-				err = ferr
-			}
-			if err != nil {
-				s.closeWith(websocket.StatusCode(protocol.CloseTooSlow), "write timed out")
-				return
-			}
-		}
-		if cap(batch) > 256 {
-			batch = nil
-		}
-		if ping {
-			s.ping()
-		}
-		if final != nil {
-			s.closeWith(websocket.StatusCode(final.code), final.reason)
-			return
-		}
-	}
-}
-
-// maxBatchFrame is where a batch frame stops taking more messages.
-const maxBatchFrame = 256 << 10
-
-// writeBatch writes a pass's messages into the batch buffer: a frame each
-// on collab.v1, newline-joined frames on the batch subprotocol. It clears
-// batch and returns how many frames it wrote.
-func (s *Session) writeBatch(batch []outMsg) (int, error) {
-	var err error
-	frames := 0
-	var one [1][]byte
-	if !s.batched {
-		for i, m := range batch {
-			if err == nil {
-				one[0] = m.b
-				err = s.raw.appendText(one[:], 0)
-				frames++
-			}
-			batch[i] = outMsg{}
-		}
-		return frames, err
-	}
-	parts := partsPool.Get().(*[][]byte)
-	size := 0
-	emit := func() {
-		if len(*parts) > 0 && err == nil {
-			err = s.raw.appendText(*parts, '\n')
-			frames++
-		}
-		clear(*parts)
-		*parts, size = (*parts)[:0], 0
-	}
-	for i, m := range batch {
-		if bytes.IndexByte(m.b, '\n') >= 0 {
-			// Never the case for what the server encodes; kept whole if so.
-			emit()
-			*parts = append(*parts, m.b)
-			emit()
-		} else {
-			if size > 0 && size+len(m.b) > maxBatchFrame {
-				emit()
-			}
-			*parts = append(*parts, m.b)
-			size += len(m.b) + 1
-		}
-		batch[i] = outMsg{}
-	}
-	emit()
-	if cap(*parts) <= 4096 {
-		partsPool.Put(parts)
-	}
-	return frames, err
-}
-
-var partsPool = sync.Pool{New: func() any { p := make([][]byte, 0, 64); return &p }}
-
-// ping sends a keepalive ping and waits for its pong on a goroutine of its
-// own: the writer never waits for a pong, and the pong is read only when
-// the reader is between requests, so a slow request (a join can take 15 s)
-// must not count as a dead peer.
-func (s *Session) ping() {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.PongTimeout)
-		defer cancel()
-		if err := s.conn.Ping(ctx); err != nil && s.ctx.Err() == nil {
-			s.closeWith(websocket.StatusGoingAway, "keepalive failed")
-		}
-	}()
 }
 
 // Joined reports whether the session has joined the campaign.
