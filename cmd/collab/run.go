@@ -265,14 +265,19 @@ func (s *server) shutdown(timeout time.Duration) error {
 	if err := s.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
 	}
+	rooms := s.hub.Campaigns()
 	if err := s.hub.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	// Sessions are gone (each last leave saved its campaign); stop the timer
-	// and save whatever is still dirty before Redis and the store close.
+	// and save whatever is still dirty, this node's rooms first, before
+	// Redis and the store close. The final save has a budget of its own:
+	// slow sessions must not leave acknowledged edits unsaved.
 	s.stopRun()
 	<-s.runDone
-	if err := s.flusher.FlushAll(ctx, campaign.TriggerShutdown); err != nil {
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), timeout)
+	defer cancelFlush()
+	if err := s.flusher.FlushAll(flushCtx, campaign.TriggerShutdown, rooms...); err != nil {
 		errs = append(errs, fmt.Errorf("final autosave: %w", err))
 	}
 	s.closeBackends()

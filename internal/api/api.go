@@ -87,7 +87,7 @@ func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
 	if code == errcode.Internal || code == errcode.Unavailable {
 		log.Error("request failed", "err", err)
 	}
-	writeJSON(w, code.HTTPStatus(), map[string]any{"error": map[string]any{"code": code, "message": errcode.Message(err)}})
+	errcode.WriteHTTP(w, err)
 }
 
 // DecodeJSON reads a JSON body of at most limit bytes into v, refusing

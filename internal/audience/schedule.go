@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"time"
@@ -109,4 +110,27 @@ func (s *Schedule) Next(t time.Time) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// DraftSchedule reads the schedule of a campaign draft, /canvas/schedule,
+// as the spec the store keeps: compact JSON, "" when the draft has none or
+// one that does not parse (an invalid schedule never runs; the editor shows
+// the error when the canvas is run by hand).
+func DraftSchedule(draft []byte) string {
+	var d struct {
+		Canvas struct {
+			Schedule json.RawMessage `json:"schedule"`
+		} `json:"canvas"`
+	}
+	if json.Unmarshal(draft, &d) != nil || len(d.Canvas.Schedule) == 0 || string(d.Canvas.Schedule) == "null" {
+		return ""
+	}
+	if _, err := ParseSchedule(d.Canvas.Schedule); err != nil {
+		return ""
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, d.Canvas.Schedule) != nil {
+		return ""
+	}
+	return b.String()
 }

@@ -45,3 +45,18 @@ func TestScheduleNext(t *testing.T) {
 		}
 	}
 }
+
+func TestDraftSchedule(t *testing.T) {
+	for _, tc := range []struct{ draft, want string }{
+		{`{"canvas":{"schedule":{ "frequency": "daily", "at": "06:00", "timezone": "UTC" }}}`, `{"frequency":"daily","at":"06:00","timezone":"UTC"}`},
+		{`{"canvas":{"activities":{}}}`, ""},
+		{`{"canvas":{"schedule":null}}`, ""},
+		{`{"canvas":{"schedule":{"frequency":"hourly"}}}`, ""}, // invalid: never runs
+		{`{"name":"no canvas"}`, ""},
+		{`not json`, ""},
+	} {
+		if got := DraftSchedule([]byte(tc.draft)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.draft, got, tc.want)
+		}
+	}
+}

@@ -767,3 +767,59 @@ func TestStaleFlushAcrossNewEpoch(t *testing.T) {
 		}
 	})
 }
+
+// countingStore records the order of draft saves and how many ran at once.
+type countingStore struct {
+	store.Store
+	mu             sync.Mutex
+	order          []string
+	now, maxAtOnce int
+}
+
+func (s *countingStore) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
+	s.mu.Lock()
+	s.order = append(s.order, d.ID)
+	s.now++
+	s.maxAtOnce = max(s.maxAtOnce, s.now)
+	s.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // a save that takes a database round trip
+	defer func() { s.mu.Lock(); s.now--; s.mu.Unlock() }()
+	return s.Store.SaveDraft(ctx, d)
+}
+
+// FlushAll saves the campaigns it is given first (this node's rooms), then
+// every other dirty draft, several at a time.
+func TestFlushAllFirstAndConcurrent(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		for _, tc := range []struct {
+			concurrency int
+			atOnce      func(int) bool
+		}{{1, func(n int) bool { return n == 1 }}, {4, func(n int) bool { return n > 1 && n <= 4 }}} {
+			st := &countingStore{Store: c.Store}
+			n, f := node(c, autosave.Options{Interval: time.Hour, Concurrency: tc.concurrency}, st)
+			var ids []string
+			for i := 0; i < 12; i++ {
+				id := c.Campaign("w1", doc)
+				editDirect(t, c, n, id, "unsaved")
+				ids = append(ids, id)
+			}
+			mine := ids[8:] // the node's rooms, given first
+			if err := f.FlushAll(context.Background(), campaign.TriggerShutdown, mine...); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				if cp := saved(t, c, id); field(t, cp.Draft, "name") != "unsaved" {
+					t.Fatalf("%s not saved", id)
+				}
+			}
+			st.mu.Lock()
+			if !tc.atOnce(st.maxAtOnce) || len(st.order) != len(ids) {
+				t.Fatalf("concurrency %d: %d saves at once, %d saves", tc.concurrency, st.maxAtOnce, len(st.order))
+			}
+			if tc.concurrency == 1 && !slices.Equal(st.order[:len(mine)], mine) {
+				t.Fatalf("this node's rooms were not saved first: %v, want %v first", st.order, mine)
+			}
+			st.mu.Unlock()
+		}
+	})
+}

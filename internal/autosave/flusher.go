@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -332,18 +333,48 @@ func (f *Flusher) Healthy() bool {
 	return f.healthy
 }
 
-// FlushAll saves every dirty draft (graceful shutdown), waiting for leases
-// held by other nodes, until ctx ends.
-func (f *Flusher) FlushAll(ctx context.Context, trigger campaign.Trigger) error {
-	ids, err := f.drafts.Dirty(ctx, time.Now().Add(time.Hour), 1_000_000)
+// FlushAll saves, at shutdown, first the campaigns given (this node's
+// rooms: the edits it acknowledged), then every other dirty draft (so the
+// last node down leaves nothing unsaved), Concurrency at a time, waiting
+// for leases other nodes hold, until ctx ends. The caller gives it a time
+// budget of its own: what the session shutdown used is not taken from it.
+func (f *Flusher) FlushAll(ctx context.Context, trigger campaign.Trigger, first ...string) error {
+	dirty, err := f.drafts.Dirty(ctx, time.Now().Add(time.Hour), 1_000_000)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, id := range ids {
-		if _, err := f.Flush(ctx, id, trigger, true); err != nil {
-			errs = append(errs, err)
+	ids := slices.Clone(first)
+	seen := map[string]bool{}
+	for _, id := range first {
+		seen[id] = true
+	}
+	for _, id := range dirty {
+		if !seen[id] {
+			ids = append(ids, id)
 		}
 	}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, f.opts.Concurrency)
+	for i, id := range ids {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return errors.Join(append(errs, fmt.Errorf("%d campaigns not flushed in time: %w", len(ids)-i, ctx.Err()))...)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := f.Flush(ctx, id, trigger, true); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@
 package errcode
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -86,4 +87,15 @@ func (c Code) HTTPStatus() int {
 	default:
 		return http.StatusInternalServerError
 	}
+}
+
+// WriteHTTP answers an HTTP request with err's status and the uniform error
+// body, {"error": {"code", "message"}}: the one shape every HTTP error of
+// collab has, from the API and from the WebSocket upgrade alike.
+func WriteHTTP(w http.ResponseWriter, err error) {
+	code := Of(err)
+	body, _ := json.Marshal(map[string]map[string]string{"error": {"code": string(code), "message": Message(err)}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code.HTTPStatus())
+	w.Write(append(body, '\n'))
 }

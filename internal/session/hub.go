@@ -236,18 +236,18 @@ func (h *Hub) Broadcast(ctx context.Context, campaign string, msg []byte) error 
 // foreign Origin, 401 for a bad bearer token.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !offers(r, protocol.Subprotocol) && !offers(r, protocol.SubprotocolBatch) {
-		httpError(w, errcode.New(errcode.Invalid, "the %s subprotocol is required", protocol.Subprotocol))
+		errcode.WriteHTTP(w, errcode.New(errcode.Invalid, "the %s subprotocol is required", protocol.Subprotocol))
 		return
 	}
 	if !h.cfg.Origins.Allowed(r) {
-		httpError(w, errcode.New(errcode.Forbidden, "origin %s is not allowed", r.Header.Get("Origin")))
+		errcode.WriteHTTP(w, errcode.New(errcode.Forbidden, "origin %s is not allowed", r.Header.Get("Origin")))
 		return
 	}
 	var claims *auth.Claims
 	if tok := auth.BearerToken(r); tok != "" {
 		c, err := h.signer.Verify(tok)
 		if err != nil {
-			httpError(w, err)
+			errcode.WriteHTTP(w, err)
 			return
 		}
 		claims = &c
@@ -256,7 +256,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	closing := h.closing
 	h.mu.Unlock()
 	if closing {
-		httpError(w, errcode.New(errcode.Unavailable, "this node is shutting down"))
+		errcode.WriteHTTP(w, errcode.New(errcode.Unavailable, "this node is shutting down"))
 		return
 	}
 	hw := &hijackWriter{ResponseWriter: w}
@@ -288,13 +288,6 @@ func offers(r *http.Request, proto string) bool {
 	return false
 }
 
-func httpError(w http.ResponseWriter, err error) {
-	code := errcode.Of(err)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code.HTTPStatus())
-	fmt.Fprintf(w, "{\"error\":{\"code\":%q,\"message\":%q}}\n", code, errcode.Message(err))
-}
-
 func (h *Hub) newSession(conn *websocket.Conn, raw *batchConn, claims *auth.Claims) *Session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -315,6 +308,18 @@ func (h *Hub) removeSession(s *Session) {
 	h.mu.Unlock()
 	metrics.Sessions.Dec()
 	h.wg.Done()
+}
+
+// Campaigns returns the ids of the campaigns this node has rooms for: the
+// ones whose edits it acknowledged, which shutdown saves first.
+func (h *Hub) Campaigns() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.rooms))
+	for id := range h.rooms {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // Sessions returns how many sessions are open on this node.

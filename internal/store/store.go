@@ -163,14 +163,15 @@ type ScheduledRun struct {
 	Due       time.Time
 }
 
-// Schedules is where canvas schedules are kept and claimed.
+// Schedules is where canvas schedules are kept and claimed. A save (and a
+// create) writes its draft's /canvas/schedule spec in its own transaction,
+// unplanned when the spec is new; archiving removes it. The scheduler plans
+// each new spec's next run on its clock, then claims runs as they fall due.
 type Schedules interface {
-	// CampaignsUpdatedSince returns campaigns (with their saved drafts)
-	// saved at or after since.
-	CampaignsUpdatedSince(ctx context.Context, since time.Time) ([]*campaign.Campaign, error)
-	// SetSchedule records a campaign's schedule spec ("" removes it). A spec
-	// equal to the stored one keeps its next run; a new one takes next.
-	SetSchedule(ctx context.Context, workspace, id, spec string, next *time.Time) error
+	// UnplannedSchedules lists the specs whose next run is to be computed.
+	UnplannedSchedules(ctx context.Context) ([]ScheduledRun, error)
+	// PlanSchedule sets the next run (nil: none) of a schedule still at spec.
+	PlanSchedule(ctx context.Context, id, spec string, next *time.Time) error
 	// DueSchedules lists the runs due at now.
 	DueSchedules(ctx context.Context, now time.Time) ([]ScheduledRun, error)
 	// ClaimRun moves a due run to its next occurrence (nil: none) if it is

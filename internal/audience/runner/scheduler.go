@@ -11,8 +11,9 @@ import (
 	"github.com/collab-dev/collab/internal/store"
 )
 
-// Scheduler runs canvases whose /canvas/schedule is due. Every node runs
-// one; each occurrence is claimed in the store with a compare-and-set, so
+// Scheduler runs canvases whose /canvas/schedule is due, from the schedule
+// rows saves keep (see store.Schedules). Every node runs one; each
+// occurrence is claimed in the store with a compare-and-set, so
 // exactly one node runs it. A node that dies during a run loses that
 // occurrence (at most once), and the next one is already scheduled.
 type Scheduler struct {
@@ -28,8 +29,6 @@ type Scheduler struct {
 	Every time.Duration    // how often to look (30 s)
 	Now   func() time.Time // the clock (time.Now)
 	Log   *slog.Logger
-
-	synced time.Time
 }
 
 // Run looks for due runs every Every until ctx ends.
@@ -56,11 +55,12 @@ func (s *Scheduler) now() time.Time {
 	return time.Now()
 }
 
-// Tick syncs schedules from recently saved drafts, then runs what is due.
+// Tick plans the schedules saves wrote since the last tick, then runs what
+// is due. Both read only schedule rows, never drafts.
 func (s *Scheduler) Tick(ctx context.Context) {
 	now := s.now()
-	if err := s.sync(ctx, now); err != nil && ctx.Err() == nil {
-		s.Log.Warn("schedules: sync", "err", err)
+	if err := s.plan(ctx, now); err != nil && ctx.Err() == nil {
+		s.Log.Warn("schedules: plan", "err", err)
 	}
 	due, err := s.Store.DueSchedules(ctx, now)
 	if err != nil {
@@ -70,14 +70,11 @@ func (s *Scheduler) Tick(ctx context.Context) {
 		return
 	}
 	for _, run := range due {
-		sched, err := audience.ParseSchedule(json.RawMessage(run.Spec))
-		if err != nil {
-			s.Store.SetSchedule(ctx, run.Workspace, run.Campaign, "", nil)
-			continue
-		}
 		var next *time.Time
-		if n, ok := sched.Next(now); ok {
-			next = &n
+		if sched, err := audience.ParseSchedule(json.RawMessage(run.Spec)); err == nil {
+			if n, ok := sched.Next(now); ok {
+				next = &n
+			}
 		}
 		won, err := s.Store.ClaimRun(ctx, run.Campaign, run.Due, next)
 		if err != nil || !won {
@@ -87,48 +84,24 @@ func (s *Scheduler) Tick(ctx context.Context) {
 	}
 }
 
-// sync reads the schedules of campaigns saved since the last look (with a
-// margin for clocks and commit order).
-func (s *Scheduler) sync(ctx context.Context, now time.Time) error {
-	since := s.synced.Add(-time.Minute)
-	if s.synced.IsZero() {
-		since = time.Time{}
-	}
-	list, err := s.Store.CampaignsUpdatedSince(ctx, since)
+// plan computes the next run of every schedule a save wrote or changed.
+func (s *Scheduler) plan(ctx context.Context, now time.Time) error {
+	list, err := s.Store.UnplannedSchedules(ctx)
 	if err != nil {
 		return err
 	}
-	for _, c := range list {
-		spec, next := scheduleOf(c, now)
-		if err := s.Store.SetSchedule(ctx, c.Workspace, c.ID, spec, next); err != nil {
+	for _, r := range list {
+		var next *time.Time
+		if sched, err := audience.ParseSchedule(json.RawMessage(r.Spec)); err == nil {
+			if n, ok := sched.Next(now); ok {
+				next = &n
+			}
+		}
+		if err := s.Store.PlanSchedule(ctx, r.Campaign, r.Spec, next); err != nil {
 			return err
 		}
 	}
-	s.synced = now
 	return nil
-}
-
-func scheduleOf(c *campaign.Campaign, now time.Time) (string, *time.Time) {
-	if c.Status == campaign.Archived {
-		return "", nil
-	}
-	doc, err := campaign.ParseDocument(c.Draft)
-	if err != nil {
-		return "", nil
-	}
-	v, ok := doc.Get(campaign.Pointer{"canvas", "schedule"})
-	if !ok || v == nil {
-		return "", nil
-	}
-	raw, _ := json.Marshal(v)
-	sched, err := audience.ParseSchedule(raw)
-	if err != nil {
-		return "", nil
-	}
-	if n, ok := sched.Next(now); ok {
-		return string(raw), &n
-	}
-	return string(raw), nil
 }
 
 // runCanvas runs every save_audience of the campaign's saved canvas.

@@ -40,6 +40,11 @@ func (s *DB) CreateCampaign(ctx context.Context, c *campaign.Campaign) error {
 		By: c.UpdatedBy, Authors: []string{c.UpdatedBy}, Trigger: campaign.TriggerCreate, Doc: c.Draft}); err != nil {
 		return s.wrap("create campaign "+c.ID, err)
 	}
+	if c.Status != campaign.Archived {
+		if err := saveSchedule(ctx, tx, c.Workspace, c.ID, c.Draft); err != nil {
+			return s.wrap("create campaign "+c.ID, err)
+		}
+	}
 	return s.wrap("create campaign "+c.ID, tx.Commit())
 }
 
@@ -116,17 +121,40 @@ func (s *DB) Transition(ctx context.Context, workspace, id string, a campaign.Ac
 			liveArg = string(live)
 		}
 		now := time.Now()
-		res, err := s.db.ExecContext(ctx, `UPDATE campaigns SET status = $1, live = $2, updated_at = $3
-			WHERE workspace = $4 AND id = $5 AND status = $6`, next, liveArg, ms(now), workspace, id, c.Status)
+		won, err := s.transition(ctx, c, next, liveArg, now)
 		if err != nil {
 			return nil, s.wrap("transition campaign "+id, err)
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
+		if won {
 			c.Status, c.Live, c.UpdatedAt = next, live, fromMS(ms(now))
 			return c, nil
 		}
 	}
 	return nil, errcode.New(errcode.Conflict, "campaign %s changed status concurrently; try again", id)
+}
+
+// transition moves c to next if it is still at its status; an archived
+// campaign's schedule goes with it, in the same transaction.
+func (s *DB) transition(ctx context.Context, c *campaign.Campaign, next campaign.Status, live any, now time.Time) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE campaigns SET status = $1, live = $2, updated_at = $3
+		WHERE workspace = $4 AND id = $5 AND status = $6`, next, live, ms(now), c.Workspace, c.ID, c.Status)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return false, nil
+	}
+	if next == campaign.Archived {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM campaign_schedules WHERE campaign_id = $1`, c.ID); err != nil {
+			return false, err
+		}
+	}
+	return true, tx.Commit()
 }
 
 // SaveDraft writes a new saved draft when the stored version is still
@@ -172,6 +200,9 @@ func (s *DB) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
 	v := d.BaseVersion + 1
 	if err := insertVersion(ctx, tx, d.ID, campaign.Version{Version: v, RevFrom: d.RevFrom, Rev: d.Rev, At: at,
 		By: d.By, Authors: d.Authors, Trigger: d.Trigger, Doc: d.Doc}); err != nil {
+		return 0, s.wrap(op, err)
+	}
+	if err := saveSchedule(ctx, tx, d.Workspace, d.ID, d.Doc); err != nil {
 		return 0, s.wrap(op, err)
 	}
 	if err := tx.Commit(); err != nil {

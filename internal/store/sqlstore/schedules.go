@@ -2,29 +2,12 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
-	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/audience"
 	"github.com/collab-dev/collab/internal/store"
 )
-
-// CampaignsUpdatedSince returns the campaigns saved at or after since.
-func (s *DB) CampaignsUpdatedSince(ctx context.Context, since time.Time) ([]*campaign.Campaign, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+campaignColumns+` FROM campaigns WHERE updated_at >= $1 ORDER BY updated_at`, ms(since))
-	if err != nil {
-		return nil, s.wrap("campaigns updated since", err)
-	}
-	defer rows.Close()
-	var out []*campaign.Campaign
-	for rows.Next() {
-		c, err := scanCampaign(rows)
-		if err != nil {
-			return nil, s.wrap("campaigns updated since", err)
-		}
-		out = append(out, c)
-	}
-	return out, s.wrap("campaigns updated since", rows.Err())
-}
 
 func nullMS(t *time.Time) any {
 	if t == nil {
@@ -33,17 +16,52 @@ func nullMS(t *time.Time) any {
 	return ms(*t)
 }
 
-// SetSchedule records a campaign's schedule.
-func (s *DB) SetSchedule(ctx context.Context, workspace, id, spec string, next *time.Time) error {
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// saveSchedule records the schedule of a draft being saved, in the save's
+// transaction: the row follows the draft, so the scheduler never has to
+// read drafts. An unchanged spec keeps its planned next run; a new one
+// waits for the scheduler to plan it (the scheduler owns the clock).
+func saveSchedule(ctx context.Context, tx execer, workspace, id string, draft []byte) error {
+	spec := audience.DraftSchedule(draft)
 	if spec == "" {
-		_, err := s.db.ExecContext(ctx, `DELETE FROM campaign_schedules WHERE campaign_id = $1`, id)
-		return s.wrap("clear schedule of "+id, err)
+		_, err := tx.ExecContext(ctx, `DELETE FROM campaign_schedules WHERE campaign_id = $1`, id)
+		return err
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO campaign_schedules (campaign_id, workspace, spec, next_run, updated_at) VALUES ($1, $2, $3, $4, $5)
+	_, err := tx.ExecContext(ctx, `INSERT INTO campaign_schedules (campaign_id, workspace, spec, next_run, updated_at, planned) VALUES ($1, $2, $3, NULL, $4, 0)
 		ON CONFLICT (campaign_id) DO UPDATE SET
-			next_run = CASE WHEN campaign_schedules.spec = excluded.spec THEN campaign_schedules.next_run ELSE excluded.next_run END,
-			spec = excluded.spec, updated_at = excluded.updated_at`, id, workspace, spec, nullMS(next), time.Now().UnixMilli())
-	return s.wrap("set schedule of "+id, err)
+			next_run = CASE WHEN campaign_schedules.spec = excluded.spec THEN campaign_schedules.next_run ELSE NULL END,
+			planned = CASE WHEN campaign_schedules.spec = excluded.spec THEN campaign_schedules.planned ELSE 0 END,
+			spec = excluded.spec, updated_at = excluded.updated_at`, id, workspace, spec, time.Now().UnixMilli())
+	return err
+}
+
+// UnplannedSchedules lists the schedules whose next run is yet to be
+// computed: those a save just wrote or changed.
+func (s *DB) UnplannedSchedules(ctx context.Context) ([]store.ScheduledRun, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT campaign_id, workspace, spec FROM campaign_schedules WHERE planned = 0 ORDER BY campaign_id`)
+	if err != nil {
+		return nil, s.wrap("unplanned schedules", err)
+	}
+	defer rows.Close()
+	var out []store.ScheduledRun
+	for rows.Next() {
+		var r store.ScheduledRun
+		if err := rows.Scan(&r.Campaign, &r.Workspace, &r.Spec); err != nil {
+			return nil, s.wrap("unplanned schedules", err)
+		}
+		out = append(out, r)
+	}
+	return out, s.wrap("unplanned schedules", rows.Err())
+}
+
+// PlanSchedule sets the next run of a schedule still at spec (nil: it has
+// none left); a save that changed the spec since wins.
+func (s *DB) PlanSchedule(ctx context.Context, id, spec string, next *time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE campaign_schedules SET next_run = $1, planned = 1 WHERE campaign_id = $2 AND spec = $3`, nullMS(next), id, spec)
+	return s.wrap("plan schedule of "+id, err)
 }
 
 // DueSchedules lists the runs due at now.

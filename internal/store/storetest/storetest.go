@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"Activities", testActivities},
 		{"SaveAudience", testSaveAudience},
 		{"MonthlyReplace", testMonthlyReplace},
+		{"SchedulesFollowSaves", testSchedulesFollowSaves},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
