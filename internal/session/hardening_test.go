@@ -74,14 +74,16 @@ func TestTokenRenewal(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		n := c.Node(session.Config{})
 		id := c.Campaign("w1", doc)
-		bob := connectUntil(t, c, n, "bob", time.Second)
+		// exp has a resolution of one second: this token expires 1 to 2 s
+		// from now, after the join and the renewal, before the sleep ends.
+		bob := connectUntil(t, c, n, "bob", 2*time.Second)
 		bob.Join(id)
 		fresh, _ := c.Signer.Sign(auth.Claims{User: "bob", Name: "bob", Workspace: "w1", Role: auth.Editor}, time.Hour)
 		bob.Send(map[string]any{"type": "hello", "token": fresh, "ref": "renew"})
 		if w := bob.Expect("welcome"); w["ref"] != "renew" {
 			t.Fatalf("renewal reply %v", w)
 		}
-		time.Sleep(1300 * time.Millisecond)
+		time.Sleep(2100 * time.Millisecond)
 		ann := c.Connect(n, "ann", "w1", auth.Editor)
 		ann.Join(id)
 		ann.Edit(id, 0, `[{"op":"replace","path":"/name","value":"after renewal"}]`)
