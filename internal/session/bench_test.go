@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -463,15 +464,32 @@ func maskedFrame(payload []byte) []byte {
 	return out
 }
 
-func heapAndStacks() uint64 {
-	// Each GC halves the stacks of parked goroutines that use little of
-	// theirs (stacks grown while handling a join shrink back).
+// memory is the process's memory as an idle server has it: each GC halves
+// the stacks of parked goroutines that use little of theirs (stacks grown
+// while handling a join shrink back), so several run first.
+type memory struct{ heap, stacks, rss uint64 }
+
+func measureMemory() memory {
 	for i := 0; i < 5; i++ {
 		runtime.GC()
 	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
+	return memory{heap: m.HeapInuse, stacks: m.StackInuse, rss: rssBytes()}
+}
+
+// rssBytes is the resident set of this process, from /proc (0 elsewhere).
+func rssBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
 }
 
 // BenchmarkIdleSession_Memory compares, in one run, the server-side memory
@@ -501,14 +519,15 @@ func BenchmarkIdleSession_Memory(b *testing.B) {
 	go psrv.Serve(ln)
 	defer psrv.Close()
 
-	measure := func(addr string, join func(i int) string) float64 {
-		before := heapAndStacks()
+	// measure returns heap+stacks, stacks alone and RSS per session, in KiB.
+	measure := func(addr string, join func(i int) string) (all, stacks, rss float64) {
+		before := measureMemory()
 		conns := make([]net.Conn, 0, sessions)
 		for i := 0; i < sessions; i++ {
 			conns = append(conns, rawSession(b, addr, token, join(i)))
 		}
 		time.Sleep(time.Second) // let every session settle (joins, presence)
-		after := heapAndStacks()
+		after := measureMemory()
 		if f := os.Getenv("COLLAB_BENCH_HEAPPROFILE"); f != "" && join(0) != "" {
 			out, _ := os.Create(f)
 			pprof.Lookup("heap").WriteTo(out, 0)
@@ -522,20 +541,31 @@ func BenchmarkIdleSession_Memory(b *testing.B) {
 			c.Close()
 		}
 		time.Sleep(time.Second)
-		return float64(after-before) / sessions / 1024
+		per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / sessions / 1024 }
+		return per(after.heap+after.stacks, before.heap+before.stacks), per(after.stacks, before.stacks), per(after.rss, before.rss)
 	}
 	b.ResetTimer()
-	plainKiB := measure(ln.Addr().String(), func(int) string { return "" })
-	idleKiB := measure(addr, func(int) string { return "" })
+	plainKiB, plainStacks, _ := measure(ln.Addr().String(), func(int) string { return "" })
+	idleKiB, idleStacks, _ := measure(addr, func(int) string { return "" })
 	// Joined: ten sessions per campaign, as teams are.
-	ids := make([]string, sessions/10)
+	perRoom := 10
+	if v, _ := strconv.Atoi(os.Getenv("XPERROOM")); v > 0 {
+		perRoom = v
+	}
+	ids := make([]string, sessions/perRoom)
 	for i := range ids {
 		ids[i] = c.Campaign("w1", smallDoc(0))
 	}
-	joinedKiB := measure(addr, func(i int) string { return `{"type":"join","campaign":"` + ids[i/10] + `"}` })
+	joinedKiB, joinedStacks, joinedRSS := measure(addr, func(i int) string { return `{"type":"join","campaign":"` + ids[i/perRoom] + `"}` })
 	b.StopTimer()
 	b.ReportMetric(plainKiB, "plain-KiB/conn")
+	b.ReportMetric(plainStacks, "plain-stack-KiB/conn")
 	b.ReportMetric(idleKiB, "collab-KiB/session")
+	b.ReportMetric(idleStacks, "collab-stack-KiB/session")
 	b.ReportMetric(joinedKiB, "joined-KiB/session")
+	b.ReportMetric(joinedStacks, "joined-stack-KiB/session")
+	// RSS grows with what the process ever touched (the client side of the
+	// test's connections too): an upper bound, not the server's figure.
+	b.ReportMetric(joinedRSS, "joined-RSS-KiB/session")
 	b.ReportMetric(idleKiB/plainKiB, "ratio")
 }

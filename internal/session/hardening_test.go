@@ -291,3 +291,35 @@ func TestPresenceIsCappedInBigRooms(t *testing.T) {
 		})
 	})
 }
+
+// A request that panics ends its session (internal error, close 1011) and
+// nothing else: the node and its other sessions go on. Sessions run on
+// goroutines of their own, outside the HTTP server's recovery.
+func TestPanickingRequestEndsOnlyItsSession(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{}, func(n *sessiontest.Node) {
+			n.Hub.Handle("boom", func(ctx context.Context, s *session.Session, req *protocol.Request) error {
+				var m map[string]int
+				m["x"] = 1 // a nil map write: a bug in a handler
+				return nil
+			})
+		})
+		id := c.Campaign("w1", doc)
+		ann := c.Connect(n, "ann", "w1", auth.Editor)
+		ann.Join(id)
+		bug := c.Connect(n, "bug", "w1", auth.Editor)
+		bug.Join(id)
+		bug.Send(map[string]any{"type": "boom", "ref": "b"})
+		if e := bug.Expect("error"); e["code"] != "internal" {
+			t.Fatalf("panic reply %v", e)
+		}
+		if err := <-bug.Err; websocket.CloseStatus(err) != websocket.StatusInternalError {
+			t.Fatalf("panicking session closed with %v", err)
+		}
+		ann.Edit(id, 0, `[{"op":"replace","path":"/name","value":"still here"}]`)
+		ann.Expect("ack")
+		if s := c.Connect(n, "cid", "w1", auth.Viewer).Join(id); s["doc"].(map[string]any)["name"] != "still here" {
+			t.Fatalf("the node after a panic: %v", s)
+		}
+	})
+}

@@ -274,7 +274,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		conn.Close(websocket.StatusGoingAway, "shutting down")
 		return
 	}
-	s.serve()
+	// The session runs on a goroutine of its own and this handler returns:
+	// the HTTP server's goroutine would otherwise keep, for the life of the
+	// connection, its stack (grown through routing and the handshake), its
+	// 4 KiB read and write buffers, the request and its headers — half of
+	// what an idle session cost.
+	go s.serve()
 }
 
 func offers(r *http.Request, proto string) bool {

@@ -240,7 +240,7 @@ func (r *room) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
-			r.catchUp(ctx)
+			shallow(func() { r.catchUp(ctx) })
 		case <-r.presence:
 			// A join storm of N sessions would otherwise send N lists of N
 			// entries to N sessions: big rooms push less often.
@@ -255,22 +255,42 @@ func (r *room) run(ctx context.Context) {
 				}
 			}
 			lastPush = time.Now()
-			r.pushPresence(ctx)
+			shallow(func() { r.pushPresence(ctx) })
 		case <-t.C:
-			r.mu.Lock()
-			ids := make([]string, 0, len(r.members))
-			for s := range r.members {
-				ids = append(ids, s.id)
-			}
-			r.mu.Unlock()
-			if len(ids) > 0 {
-				if err := r.hub.drafts.TouchPresence(ctx, r.id, ids); err != nil && ctx.Err() == nil {
-					r.hub.log.Warn("presence heartbeat", "campaign", r.id, "err", err)
-				}
-			}
-			r.catchUp(ctx)
+			shallow(func() { r.heartbeat(ctx) })
 		}
 	}
+}
+
+// heartbeat keeps the members' presence alive and checks for missed
+// updates.
+func (r *room) heartbeat(ctx context.Context) {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.members))
+	for s := range r.members {
+		ids = append(ids, s.id)
+	}
+	r.mu.Unlock()
+	if len(ids) > 0 {
+		if err := r.hub.drafts.TouchPresence(ctx, r.id, ids); err != nil && ctx.Err() == nil {
+			r.hub.log.Warn("presence heartbeat", "campaign", r.id, "err", err)
+		}
+	}
+	r.catchUp(ctx)
+}
+
+// shallow runs fn on a goroutine of its own and waits for it. Goroutines
+// that live as long as a session or a room, and spend that life parked,
+// run their work this way: work grows the stack it runs on (a Redis call,
+// an encode) and a parked goroutine keeps that growth, which for
+// thousands of idle sessions is most of their memory.
+func shallow(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }
 
 // catchUp compares the room with Redis: a new epoch or a broken copy

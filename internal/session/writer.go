@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -23,7 +24,9 @@ import (
 type batchConn struct {
 	net.Conn
 
-	early []byte // bytes the HTTP server read past the handshake, read first
+	early []byte        // bytes the HTTP server read past the handshake, read first
+	br    *bufio.Reader // the library's read buffer (waitReadable looks at it)
+	raw   syscall.RawConn
 
 	mu       sync.Mutex // guards the following fields; held across a pass-through write
 	batching bool
@@ -154,7 +157,11 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early, _ := brw.Reader.Peek(n)
 		w.conn.early = bytes.Clone(early)
 	}
-	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, 1024), bufio.NewWriterSize(w.conn, 512)), nil
+	if sc, ok := raw.(syscall.Conn); ok {
+		w.conn.raw, _ = sc.SyscallConn()
+	}
+	w.conn.br = bufio.NewReaderSize(w.conn, 1024)
+	return w.conn, bufio.NewReadWriter(w.conn.br, bufio.NewWriterSize(w.conn, 512)), nil
 }
 
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
