@@ -419,7 +419,7 @@ func BenchmarkFanout_1000Watchers(b *testing.B) { runFanout(b, 1000, 20, 5*time.
 
 // rawSession opens a WebSocket with a bare TCP connection and no goroutine,
 // so that in-process memory growth is the server's side alone.
-func rawSession(b *testing.B, addr, token, joinFrame string) net.Conn {
+func rawSession(b testing.TB, addr, token, joinFrame string) net.Conn {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)

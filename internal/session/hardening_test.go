@@ -1,8 +1,11 @@
 package session_test
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -320,6 +323,46 @@ func TestPanickingRequestEndsOnlyItsSession(t *testing.T) {
 		ann.Expect("ack")
 		if s := c.Connect(n, "cid", "w1", auth.Viewer).Join(id); s["doc"].(map[string]any)["name"] != "still here" {
 			t.Fatalf("the node after a panic: %v", s)
+		}
+	})
+}
+
+// An idle session gets a heartbeat (an unsolicited pong) every ping
+// interval and answers nothing: it reads nothing meanwhile, so each idle
+// session holds one parked goroutine, not a read waiting on a pong (nor a
+// ping waiting for one), and stays open.
+func TestHeartbeatNeedsNoAnswer(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{PingInterval: 100 * time.Millisecond})
+		id := c.Campaign("w1", doc)
+		addr := strings.TrimPrefix(n.Srv.URL, "http://")
+		token := c.Token("idle", "w1", auth.Viewer)
+		const sessions = 20
+		conns := make([]net.Conn, sessions)
+		for i := range conns {
+			conns[i] = rawSession(t, addr, token, `{"type":"join","campaign":"`+id+`"}`)
+			defer conns[i].Close()
+		}
+		time.Sleep(300 * time.Millisecond) // joins and their presence settle
+		before := runtime.NumGoroutine()
+		var got []byte
+		conns[0].SetReadDeadline(time.Now().Add(800 * time.Millisecond))
+		buf := make([]byte, 4096)
+		for {
+			k, err := conns[0].Read(buf)
+			got = append(got, buf[:k]...)
+			if err != nil {
+				break
+			}
+		}
+		if beats := bytes.Count(got, []byte{0x8A, 0x00}); beats < 4 {
+			t.Fatalf("%d heartbeats in 800 ms at a 100 ms interval", beats)
+		}
+		if open := n.Hub.Sessions(); open != sessions {
+			t.Fatalf("%d of %d idle sessions still open", open, sessions)
+		}
+		if grew := runtime.NumGoroutine() - before; grew > 3 {
+			t.Fatalf("%d more goroutines after heartbeats to %d idle sessions", grew, sessions)
 		}
 	})
 }

@@ -79,11 +79,11 @@ type Config struct {
 	HelloTimeout time.Duration // 5 s
 	WriteTimeout time.Duration // per writer pass, one write(2) (10 s)
 	RedisTimeout time.Duration // an edit's Redis calls, so a node cut off answers unavailable (2 s)
-	PingInterval time.Duration // keepalive (25 s)
-	// PongTimeout is how long a ping's pong may take (the ping interval plus
-	// 15 s): pongs are read between requests, and a request (a join) may hold
-	// the reader up to 15 s.
-	PongTimeout time.Duration
+	PingInterval time.Duration // heartbeat (25 s)
+	// DeadPeerTimeout is how long a peer may leave what the server sent
+	// unacknowledged, or fail TCP keepalive probes, before its connection
+	// is dropped (the ping interval plus 15 s). See Session.writer.
+	DeadPeerTimeout time.Duration
 	// MaxWriteDelay bounds how long a busy session's writer gathers
 	// messages before writing them (20 ms); see Session.writer.
 	MaxWriteDelay time.Duration
@@ -128,8 +128,8 @@ func (c *Config) defaults() {
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = 2 * time.Second
 	}
-	if c.PongTimeout <= 0 {
-		c.PongTimeout = c.PingInterval + 15*time.Second
+	if c.DeadPeerTimeout <= 0 {
+		c.DeadPeerTimeout = c.PingInterval + 15*time.Second
 	}
 	if c.SnapshotBytes <= 0 {
 		c.SnapshotBytes = 8 << 20
@@ -259,7 +259,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errcode.WriteHTTP(w, errcode.New(errcode.Unavailable, "this node is shutting down"))
 		return
 	}
-	hw := &hijackWriter{ResponseWriter: w}
+	hw := &hijackWriter{ResponseWriter: w, idle: h.cfg.PingInterval, dead: h.cfg.DeadPeerTimeout}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.SubprotocolBatch, protocol.Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above, against our own allow-list

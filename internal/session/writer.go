@@ -3,7 +3,6 @@ package session
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"net"
 	"net/http"
 	"sync"
@@ -111,6 +110,24 @@ func (c *batchConn) appendText(parts [][]byte, sep byte) error {
 	return nil
 }
 
+// heartbeat writes an unsolicited pong, the keepalive RFC 6455 (5.5.3)
+// allows: it keeps proxies from closing an idle connection, and the peer
+// answers nothing. A ping's pong would make the session read: the library
+// reads it inside a read that then waits for the next data frame, on a deep
+// stack, for as long as the session stays idle. A dead peer is found by
+// TCP instead (keepalive probes and a user timeout, set at the upgrade).
+func (c *batchConn) heartbeat(deadline time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeOut || c.batching {
+		return nil
+	}
+	c.Conn.SetWriteDeadline(deadline)
+	_, err := c.Conn.Write([]byte{0x8A, 0x00}) // FIN, pong, no payload
+	c.Conn.SetWriteDeadline(time.Time{})
+	return err
+}
+
 // flush writes what was collected in one write, bounded by deadline, and
 // returns to passing writes through.
 func (c *batchConn) flush(deadline time.Time) error {
@@ -140,6 +157,8 @@ func (c *batchConn) flush(deadline time.Time) error {
 // and writer would otherwise stay with every idle session.
 type hijackWriter struct {
 	http.ResponseWriter
+	idle, dead time.Duration // TCP keepalive idle time and dead-peer timeout
+
 	conn *batchConn
 }
 
@@ -160,7 +179,8 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if sc, ok := raw.(syscall.Conn); ok {
 		w.conn.raw, _ = sc.SyscallConn()
 	}
-	w.conn.br = bufio.NewReaderSize(w.conn, 1024)
+	detectDeadPeer(raw, w.idle, w.dead)
+	w.conn.br = bufio.NewReaderSize(w.conn, 512)
 	return w.conn, bufio.NewReadWriter(w.conn.br, bufio.NewWriterSize(w.conn, 512)), nil
 }
 
@@ -215,7 +235,10 @@ func (s *Session) writer() {
 			batch = nil
 		}
 		if ping {
-			s.ping()
+			if err := s.raw.heartbeat(time.Now().Add(h.cfg.WriteTimeout)); err != nil {
+				s.closeWith(websocket.StatusGoingAway, "heartbeat failed")
+				return
+			}
 		}
 		if final != nil {
 			s.closeWith(websocket.StatusCode(final.code), final.reason)
@@ -278,19 +301,3 @@ func (s *Session) writeBatch(batch []outMsg) (int, error) {
 }
 
 var partsPool = sync.Pool{New: func() any { p := make([][]byte, 0, 64); return &p }}
-
-// ping sends a keepalive ping and waits for its pong on a goroutine of its
-// own: the writer never waits for a pong, and the pong is read only when
-// the reader is between requests, so a slow request (a join can take 15 s)
-// must not count as a dead peer.
-func (s *Session) ping() {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.PongTimeout)
-		defer cancel()
-		if err := s.conn.Ping(ctx); err != nil && s.ctx.Err() == nil {
-			s.closeWith(websocket.StatusGoingAway, "keepalive failed")
-		}
-	}()
-}
