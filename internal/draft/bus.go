@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -53,7 +54,11 @@ func (bus *Bus) run() {
 				fn := bus.handlers[m.Channel]
 				bus.mu.Unlock()
 				if fn != nil {
-					fn([]byte(m.Payload))
+					// A view of the payload, not a copy: most messages
+					// are dropped at once (a node's own updates), and the
+					// others are only ever read. Strings are immutable,
+					// so the view stays valid for whoever keeps it.
+					fn(unsafe.Slice(unsafe.StringData(m.Payload), len(m.Payload)))
 				}
 			case *redis.Subscription:
 				if m.Kind != "subscribe" {
@@ -77,7 +82,8 @@ func (bus *Bus) run() {
 
 // Subscribe routes the channel's messages to fn and returns once Redis has
 // confirmed the subscription, so that nothing published afterwards is
-// missed. fn runs on the Bus goroutine and must not block.
+// missed. fn runs on the Bus goroutine and must not block; msg may be kept
+// but never written to.
 func (bus *Bus) Subscribe(ctx context.Context, channel string, fn func(msg []byte)) error {
 	w := make(chan struct{})
 	bus.mu.Lock()

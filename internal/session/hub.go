@@ -47,7 +47,7 @@ type Drafts interface {
 }
 
 // Bus delivers a campaign channel's messages to this node; *draft.Bus
-// implements it.
+// implements it. A handler may keep a message but never writes to it.
 type Bus interface {
 	Subscribe(ctx context.Context, channel string, fn func(msg []byte)) error
 	Unsubscribe(ctx context.Context, channel string)

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/collab-dev/collab/internal/campaign"
@@ -66,6 +67,9 @@ type room struct {
 	editors []protocol.Editor
 
 	commits committer
+	// delivered mirrors rev (stored wherever rev changes, under mu), for
+	// the bus goroutine to drop what is already applied without the lock.
+	delivered atomic.Int64
 
 	fillMu   sync.Mutex // one gap fill at a time
 	kick     chan struct{}
@@ -121,6 +125,7 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 // at every reload (a new epoch, a copy that diverged).
 func (r *room) resetLocked(head draft.Head, doc campaign.Document, rev int64, c *campaign.Campaign) {
 	r.doc, r.rev, r.epoch, r.status, r.version, r.broken = doc, rev, head.Epoch, campaign.Status(head.Status), c.Version, false
+	r.delivered.Store(rev)
 	r.saved = max(c.Rev, head.Flushed)
 	r.start = head.Start
 	r.size = len(c.Draft) // refined by each edit's delta

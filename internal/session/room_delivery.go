@@ -24,6 +24,12 @@ func (r *room) onMessage(msg []byte) {
 		}
 		return
 	}
+	if protocol.IsUpdate(msg) && protocol.FrameRev(msg) <= r.delivered.Load() {
+		// Already applied, most often this node's own edit coming back
+		// from pub/sub: dropped without taking the room lock, which the
+		// edits and deliveries of a busy room contend for.
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.loaded {
@@ -162,6 +168,7 @@ func (r *room) applyLocked(c committed, rev int64) {
 		r.poke()
 	}
 	r.rev = rev
+	r.delivered.Store(rev)
 	author := ""
 	if u != nil {
 		author = u.By.Session

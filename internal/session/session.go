@@ -220,41 +220,10 @@ func (s *Session) welcome(req *protocol.Request) {
 	s.Send(protocol.Encode(ref, protocol.Welcome{User: c.User, Name: c.Name, Workspace: c.Workspace, Role: string(c.Role), Session: s.id}))
 }
 
-// reader reads and handles frames one at a time, each on a goroutine of
-// its own (see next), until the connection ends.
-//
-// The reader's own goroutine lives as long as the session and spends that
-// life parked: it only waits for the connection to be readable (a shallow
-// stack). Reading the frame (the WebSocket library's read path), decoding it
-// and serving it (a join goes through Redis and the store) grow the stack
-// they run on, and a parked goroutine keeps that growth until a GC shrinks
-// it: for thousands of idle sessions it was a third of their memory.
+// reader reads frames and handles each on a goroutine of its own (see
+// handle) until the connection ends.
 func (s *Session) reader() {
 	for {
-		s.raw.waitReadable()
-		if !s.next() {
-			return
-		}
-	}
-}
-
-// next reads one frame and handles it, on a goroutine of its own that it
-// waits for, so frames stay in order (a session's edits are ordered). It
-// returns false when the session must stop reading. A request that panics
-// is logged and ends the session, never the process.
-func (s *Session) next() (more bool) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if p := recover(); p != nil {
-				s.hub.log.Error("request panicked; closing the session", "session", s.id, "panic", p, "stack", string(debug.Stack()))
-				metrics.Errors.WithLabelValues(string(errcode.Internal)).Inc()
-				s.out.finish(protocol.Encode(nil, protocol.ErrorOf(errcode.New(errcode.Internal, "internal error"))),
-					int(websocket.StatusInternalError), "internal error")
-				more = false
-			}
-		}()
 		// Read is not bound to s.ctx: cancelling it would drop the connection
 		// without our close code; closeWith's Close unblocks it instead.
 		typ, data, err := s.conn.Read(context.Background())
@@ -267,6 +236,34 @@ func (s *Session) next() (more bool) {
 		if s.out.finishing() || s.ctx.Err() != nil {
 			return
 		}
+		if !s.handle(typ, data) {
+			return
+		}
+	}
+}
+
+// handle runs one frame on a goroutine of its own and waits for it, so
+// frames stay in order (a session's edits are ordered) while the reader's
+// stack stays as deep as a read. The reader lives as long as the session
+// and spends that life parked; decoding a frame and serving it (a join goes
+// through Redis and the store) would grow its stack, and a parked goroutine
+// keeps that growth until a GC shrinks it: for thousands of idle sessions
+// it was a third of their memory. It returns false when the session must
+// stop reading. A request that panics is logged and ends the session,
+// never the process.
+func (s *Session) handle(typ websocket.MessageType, data []byte) (more bool) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				s.hub.log.Error("request panicked; closing the session", "session", s.id, "panic", p, "stack", string(debug.Stack()))
+				metrics.Errors.WithLabelValues(string(errcode.Internal)).Inc()
+				s.out.finish(protocol.Encode(nil, protocol.ErrorOf(errcode.New(errcode.Internal, "internal error"))),
+					int(websocket.StatusInternalError), "internal error")
+				more = false
+			}
+		}()
 		more = s.frame(typ, data)
 	}()
 	<-done

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -23,9 +22,7 @@ import (
 type batchConn struct {
 	net.Conn
 
-	early []byte        // bytes the HTTP server read past the handshake, read first
-	br    *bufio.Reader // the library's read buffer (waitReadable looks at it)
-	raw   syscall.RawConn
+	early []byte // bytes the HTTP server read past the handshake, read first
 
 	mu       sync.Mutex // guards the following fields; held across a pass-through write
 	batching bool
@@ -176,12 +173,8 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early, _ := brw.Reader.Peek(n)
 		w.conn.early = bytes.Clone(early)
 	}
-	if sc, ok := raw.(syscall.Conn); ok {
-		w.conn.raw, _ = sc.SyscallConn()
-	}
 	detectDeadPeer(raw, w.idle, w.dead)
-	w.conn.br = bufio.NewReaderSize(w.conn, 512)
-	return w.conn, bufio.NewReadWriter(w.conn.br, bufio.NewWriterSize(w.conn, 512)), nil
+	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, 512), bufio.NewWriterSize(w.conn, 512)), nil
 }
 
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
