@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime/debug"
@@ -220,8 +221,8 @@ func (s *Session) welcome(req *protocol.Request) {
 	s.Send(protocol.Encode(ref, protocol.Welcome{User: c.User, Name: c.Name, Workspace: c.Workspace, Role: string(c.Role), Session: s.id}))
 }
 
-// reader reads frames and handles each on a goroutine of its own (see
-// handle) until the connection ends.
+// reader reads frames and serves them one at a time (a session's edits
+// are ordered) until the connection ends.
 func (s *Session) reader() {
 	for {
 		// Read is not bound to s.ctx: cancelling it would drop the connection
@@ -236,42 +237,43 @@ func (s *Session) reader() {
 		if s.out.finishing() || s.ctx.Err() != nil {
 			return
 		}
-		if !s.handle(typ, data) {
+		if !s.frame(typ, data) {
 			return
 		}
 	}
 }
 
-// handle runs one frame on a goroutine of its own and waits for it, so
-// frames stay in order (a session's edits are ordered) while the reader's
-// stack stays as deep as a read. The reader lives as long as the session
-// and spends that life parked; decoding a frame and serving it (a join goes
-// through Redis and the store) would grow its stack, and a parked goroutine
-// keeps that growth until a GC shrinks it: for thousands of idle sessions
-// it was a third of their memory. It returns false when the session must
-// stop reading. A request that panics is logged and ends the session,
-// never the process.
-func (s *Session) handle(typ websocket.MessageType, data []byte) (more bool) {
+// frame serves one frame; false when the session must stop reading. An
+// edit, what a busy session sends most, is served on the reader. Anything
+// else (hello, join, the features' commands) is decoded and served on a
+// goroutine of its own that the reader waits for: decoding JSON and going
+// through Redis and the store grow the stack they run on, and the reader,
+// which lives as long as the session and spends that life parked, would
+// keep that growth until a GC shrinks it. For thousands of idle sessions it
+// was a third of their memory. (Edits too on their own goroutine cost a
+// busy room some of its edits and its ack tail.) Which path a frame takes
+// is a guess from its bytes; both serve it the same way. A request that
+// panics is logged and ends the session, never the process.
+func (s *Session) frame(typ websocket.MessageType, data []byte) (more bool) {
+	if typ == websocket.MessageText && bytes.Contains(data, editType) {
+		defer s.recoverRequest(&more)
+		return s.serveFrame(typ, data)
+	}
+	more = true
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer func() {
-			if p := recover(); p != nil {
-				s.hub.log.Error("request panicked; closing the session", "session", s.id, "panic", p, "stack", string(debug.Stack()))
-				metrics.Errors.WithLabelValues(string(errcode.Internal)).Inc()
-				s.out.finish(protocol.Encode(nil, protocol.ErrorOf(errcode.New(errcode.Internal, "internal error"))),
-					int(websocket.StatusInternalError), "internal error")
-				more = false
-			}
-		}()
-		more = s.frame(typ, data)
+		defer s.recoverRequest(&more)
+		more = s.serveFrame(typ, data)
 	}()
 	<-done
 	return more
 }
 
-// frame checks, decodes and dispatches one frame.
-func (s *Session) frame(typ websocket.MessageType, data []byte) (more bool) {
+var editType = []byte(`"type":"edit"`)
+
+// serveFrame checks, decodes and dispatches one frame.
+func (s *Session) serveFrame(typ websocket.MessageType, data []byte) (more bool) {
 	if typ != websocket.MessageText {
 		s.ReplyError(nil, errcode.New(errcode.Invalid, "binary frames are not accepted; send JSON text frames"))
 		return true
@@ -296,10 +298,30 @@ func (s *Session) frame(typ websocket.MessageType, data []byte) (more bool) {
 		s.expire()
 		return false
 	}
+	s.serve1(req)
+	return true
+}
+
+// serve1 dispatches a request and answers its error, if any.
+func (s *Session) serve1(req *protocol.Request) {
 	if err := s.dispatch(req); err != nil {
 		s.ReplyError(req, err)
 	}
-	return true
+}
+
+// recoverRequest turns a panic while serving a request into the end of the
+// session: logged with its stack, an internal error as its last message,
+// then close 1011.
+func (s *Session) recoverRequest(more *bool) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	s.hub.log.Error("request panicked; closing the session", "session", s.id, "panic", p, "stack", string(debug.Stack()))
+	metrics.Errors.WithLabelValues(string(errcode.Internal)).Inc()
+	s.out.finish(protocol.Encode(nil, protocol.ErrorOf(errcode.New(errcode.Internal, "internal error"))),
+		int(websocket.StatusInternalError), "internal error")
+	*more = false
 }
 
 func (s *Session) dispatch(req *protocol.Request) error {
