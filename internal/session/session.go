@@ -250,8 +250,8 @@ func (s *Session) reader() {
 // through Redis and the store grow the stack they run on, and the reader,
 // which lives as long as the session and spends that life parked, would
 // keep that growth until a GC shrinks it. For thousands of idle sessions it
-// was a third of their memory. (Edits too on their own goroutine cost a
-// busy room some of its edits and its ack tail.) Which path a frame takes
+// was a third of their memory. (Edits on their own goroutine too cost a
+// busy room edits and ack tail in local A/B runs.) Which path a frame takes
 // is a guess from its bytes; both serve it the same way. A request that
 // panics is logged and ends the session, never the process.
 func (s *Session) frame(typ websocket.MessageType, data []byte) (more bool) {
