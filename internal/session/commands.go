@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/collab-dev/collab/internal/campaign"
@@ -12,7 +13,7 @@ import (
 // member returns the session's membership of the request's campaign, or the
 // error every campaign command answers when the session has not joined.
 func (s *Session) member(req *protocol.Request) (*member, error) {
-	if m := s.joined[req.Campaign]; m != nil {
+	if m := s.joinedTo(req.Campaign); m != nil {
 		return m, nil
 	}
 	return nil, errcode.New(errcode.Invalid, "join campaign %q first", req.Campaign)
@@ -31,7 +32,7 @@ func (s *Session) join(req *protocol.Request) error {
 	if !campaignIDOK(req.Campaign) {
 		return errcode.New(errcode.Invalid, "bad campaign id %q", req.Campaign)
 	}
-	if s.joined[req.Campaign] != nil {
+	if s.joinedTo(req.Campaign) != nil {
 		return errcode.New(errcode.Invalid, "already joined campaign %s", req.Campaign)
 	}
 	if max := s.hub.cfg.MaxJoined; len(s.joined) >= max {
@@ -52,7 +53,7 @@ func (s *Session) join(req *protocol.Request) error {
 		s.hub.release(r)
 		return err
 	}
-	s.joined[req.Campaign] = m
+	s.joined = append(s.joined, m)
 	if err := s.hub.drafts.SetPresence(ctx, r.id, m.presence()); err != nil {
 		s.hub.log.Warn("set presence", "campaign", r.id, "err", err)
 	}
@@ -70,14 +71,14 @@ func (s *Session) leave(req *protocol.Request) error {
 }
 
 func (s *Session) leaveAll() {
-	for _, m := range s.joined {
-		s.leaveRoom(m)
+	for len(s.joined) > 0 {
+		s.leaveRoom(s.joined[len(s.joined)-1])
 	}
 }
 
 func (s *Session) leaveRoom(m *member) {
 	r := m.room
-	delete(s.joined, r.id)
+	s.joined = slices.DeleteFunc(s.joined, func(x *member) bool { return x == m })
 	r.mu.Lock()
 	delete(r.members, s)
 	r.mu.Unlock()

@@ -44,8 +44,9 @@ var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 
 // Write takes what coder/websocket writes: since the session writes its
 // data frames itself (appendText), these are control frames only (ping,
-// pong, close), each in one call (header and payload fit its 512-byte
-// buffer), so they never split around a data frame.
+// pong, close), each in one call (a server's control frame is at most 127
+// bytes: it fits the library's 256-byte buffer), so they never split
+// around a data frame.
 func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -174,7 +175,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		w.conn.early = bytes.Clone(early)
 	}
 	detectDeadPeer(raw, w.idle, w.dead)
-	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, 512), bufio.NewWriterSize(w.conn, 512)), nil
+	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, 512), bufio.NewWriterSize(w.conn, 256)), nil
 }
 
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
