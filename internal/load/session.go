@@ -110,7 +110,7 @@ func (s *session) connect(ctx context.Context) error {
 			conn.CloseNow()
 			return fmt.Errorf("join %s on %s: %w", s.campaign, url, err)
 		}
-		for _, line := range bytes.Split(data, []byte{'\n'}) {
+		for _, line := range bytes.Split(data, []byte{protocol.BatchSeparator}) {
 			typ := s.handle(line)
 			if typ == "error" {
 				conn.CloseNow()
@@ -208,7 +208,7 @@ func (s *session) frame(data []byte) {
 	var maxRev int64
 	for len(data) > 0 {
 		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		if i := bytes.IndexByte(data, protocol.BatchSeparator); i >= 0 {
 			line, data = data[:i], data[i+1:]
 		} else {
 			data = nil

@@ -79,7 +79,7 @@ type Config struct {
 	HelloTimeout time.Duration // 5 s
 	WriteTimeout time.Duration // per writer pass, one write(2) (10 s)
 	RedisTimeout time.Duration // an edit's Redis calls, so a node cut off answers unavailable (2 s)
-	PingInterval time.Duration // heartbeat (25 s)
+	PingInterval time.Duration // between heartbeats, unsolicited pongs (25 s)
 	// DeadPeerTimeout is how long a peer may leave what the server sent
 	// unacknowledged, or fail TCP keepalive probes, before its connection
 	// is dropped (the ping interval plus 15 s). See Session.writer.
@@ -164,7 +164,7 @@ type Hub struct {
 	closing  bool
 
 	wg         sync.WaitGroup // sessions and rooms
-	pingerDone chan struct{}
+	heartbeatsDone chan struct{}
 
 	// writing counts the sessions whose writer is running: the load that
 	// sets how long a busy writer gathers before its next write.
@@ -178,7 +178,7 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{cfg: cfg, drafts: drafts, bus: bus, campaigns: campaigns, signer: signer, log: log,
 		handlers: map[string]Handler{}, presenceTTL: presenceTTL, ctx: ctx, cancel: cancel,
-		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, pingerDone: make(chan struct{})}
+		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, heartbeatsDone: make(chan struct{})}
 	// The core commands sit in the same table as the features' (hello,
 	// which may come before any claims, is the dispatcher's own).
 	for typ, fn := range map[string]func(*Session, *protocol.Request) error{
@@ -187,16 +187,16 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 	} {
 		h.handlers[typ] = func(_ context.Context, s *Session, req *protocol.Request) error { return fn(s, req) }
 	}
-	go h.pinger()
+	go h.heartbeats()
 	return h
 }
 
-// pinger asks each session for a keepalive ping every PingInterval: one
+// heartbeats asks each session for a heartbeat every PingInterval: one
 // goroutine for the node instead of a ticker per session, and each
-// session's pings at its own phase (set at random when it opened), so that
-// ten thousand sessions do not all ping on one tick.
-func (h *Hub) pinger() {
-	defer close(h.pingerDone)
+// session's heartbeats at their own phase (set at random when it opened),
+// so that ten thousand sessions do not all write on one tick.
+func (h *Hub) heartbeats() {
+	defer close(h.heartbeatsDone)
 	step := min(h.cfg.PingInterval/20, 250*time.Millisecond)
 	t := time.NewTicker(step)
 	defer t.Stop()
@@ -207,9 +207,9 @@ func (h *Hub) pinger() {
 		case now := <-t.C:
 			h.mu.Lock()
 			for s := range h.sessions {
-				if now.After(s.nextPing) {
-					s.nextPing = now.Add(h.cfg.PingInterval)
-					s.out.requestPing()
+				if now.After(s.nextBeat) {
+					s.nextBeat = now.Add(h.cfg.PingInterval)
+					s.out.requestHeartbeat()
 				}
 			}
 			h.mu.Unlock()
@@ -300,7 +300,7 @@ func (h *Hub) newSession(conn *websocket.Conn, raw *batchConn, claims *auth.Clai
 		return nil
 	}
 	s := newSession(h, conn, raw, claims)
-	s.nextPing = time.Now().Add(time.Duration(mathrand.Int64N(int64(h.cfg.PingInterval))))
+	s.nextBeat = time.Now().Add(time.Duration(mathrand.Int64N(int64(h.cfg.PingInterval))))
 	h.sessions[s] = struct{}{}
 	h.wg.Add(1)
 	metrics.Sessions.Inc()
@@ -353,7 +353,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		h.cancel()
-		<-h.pingerDone
+		<-h.heartbeatsDone
 		return nil
 	case <-ctx.Done():
 	}
@@ -363,7 +363,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for _, s := range sessions {
 		s.conn.CloseNow()
 	}
-	<-h.pingerDone
+	<-h.heartbeatsDone
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):

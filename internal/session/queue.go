@@ -29,7 +29,7 @@ type outMsg struct {
 // it already contains.
 //
 // The queue also decides when the session's writer goroutine runs: only
-// while there is something to write (a message, a keepalive ping, a final
+// while there is something to write (a message, a heartbeat, a final
 // close), so an idle session costs no goroutine but its reader. Deciding
 // under the same lock as the messages leaves no lost wake-up.
 type queue struct {
@@ -38,7 +38,7 @@ type queue struct {
 	bytes     int // queued bytes other than snapshots
 	snapBytes int
 	closed    bool
-	ping      bool // a keepalive ping is due
+	beat      bool // a heartbeat is due
 	final     *closing
 	ending    bool // finish was called: the session is on its way out
 	writing   bool // a writer goroutine is running
@@ -98,12 +98,12 @@ func (q *queue) dropUpdates(campaign string) {
 	q.msgs = kept
 }
 
-// requestPing asks the writer for a keepalive ping.
-func (q *queue) requestPing() {
+// requestHeartbeat asks the writer for a heartbeat.
+func (q *queue) requestHeartbeat() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed && q.final == nil {
-		q.ping = true
+		q.beat = true
 		q.wake()
 	}
 }
@@ -120,7 +120,7 @@ func (q *queue) finish(last []byte, code int, reason string) {
 	clear(q.msgs)
 	q.msgs = append(q.msgs[:0], outMsg{b: last})
 	q.bytes, q.snapBytes = len(last), 0
-	q.ping = false
+	q.beat = false
 	q.final = &closing{code: code, reason: reason}
 	q.ending = true
 	q.wake()
@@ -133,13 +133,13 @@ func (q *queue) wake() {
 	}
 }
 
-// take moves everything queued into `into` and reports whether a ping is
-// due and whether to close after writing. With nothing to do it marks the
+// take moves everything queued into `into` and reports whether a heartbeat
+// is due and whether to close after writing. With nothing to do it marks the
 // writer stopped and returns done: the writer goroutine must then exit.
-func (q *queue) take(into []outMsg) (msgs []outMsg, ping bool, final *closing, done bool) {
+func (q *queue) take(into []outMsg) (msgs []outMsg, beat bool, final *closing, done bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || len(q.msgs) == 0 && !q.ping && q.final == nil {
+	if q.closed || len(q.msgs) == 0 && !q.beat && q.final == nil {
 		q.writing = false
 		return into, false, nil, true
 	}
@@ -151,12 +151,12 @@ func (q *queue) take(into []outMsg) (msgs []outMsg, ping bool, final *closing, d
 		q.msgs = q.msgs[:0]
 	}
 	q.bytes, q.snapBytes = 0, 0
-	ping, q.ping = q.ping, false
+	beat, q.beat = q.beat, false
 	final, q.final = q.final, nil
 	if final != nil {
 		q.closed = true
 	}
-	return into, ping, final, false
+	return into, beat, final, false
 }
 
 // finishing reports whether finish was called.

@@ -43,7 +43,7 @@ type Session struct {
 	authed    atomic.Bool  // set once hello (or the bearer header) succeeded
 	expires   atomic.Int64 // the token's exp (Unix ns), 0 for none
 	expiry    *time.Timer  // ends the session when the token expires
-	nextPing  time.Time    // guarded by hub.mu
+	nextBeat  time.Time    // guarded by hub.mu
 	closeOnce sync.Once
 	wg        sync.WaitGroup // helper goroutines (close handshakes, pings, async commands)
 	writers   sync.WaitGroup // the writer goroutine, while it runs
@@ -260,13 +260,10 @@ func (s *Session) frame(typ websocket.MessageType, data []byte) (more bool) {
 		return s.serveFrame(typ, data)
 	}
 	more = true
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	shallow(func() {
 		defer s.recoverRequest(&more)
 		more = s.serveFrame(typ, data)
-	}()
-	<-done
+	})
 	return more
 }
 
@@ -298,15 +295,10 @@ func (s *Session) serveFrame(typ websocket.MessageType, data []byte) (more bool)
 		s.expire()
 		return false
 	}
-	s.serve1(req)
-	return true
-}
-
-// serve1 dispatches a request and answers its error, if any.
-func (s *Session) serve1(req *protocol.Request) {
 	if err := s.dispatch(req); err != nil {
 		s.ReplyError(req, err)
 	}
+	return true
 }
 
 // recoverRequest turns a panic while serving a request into the end of the

@@ -108,22 +108,21 @@ func (c *batchConn) appendText(parts [][]byte, sep byte) error {
 	return nil
 }
 
-// heartbeat writes an unsolicited pong, the keepalive RFC 6455 (5.5.3)
-// allows: it keeps proxies from closing an idle connection, and the peer
-// answers nothing. A ping's pong would make the session read: the library
-// reads it inside a read that then waits for the next data frame, on a deep
-// stack, for as long as the session stays idle. A dead peer is found by
-// TCP instead (keepalive probes and a user timeout, set at the upgrade).
-func (c *batchConn) heartbeat(deadline time.Time) error {
+// appendHeartbeat adds an unsolicited pong to the batch, the keepalive RFC
+// 6455 (5.5.3) allows: it keeps proxies from closing an idle connection,
+// and the peer answers nothing. A ping's pong would make the session read:
+// the library reads it inside a read that then waits for the next data
+// frame, on a deep stack, for as long as the session stays idle. A dead
+// peer is found by TCP instead (keepalive probes and a user timeout, set
+// at the upgrade).
+func (c *batchConn) appendHeartbeat() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeOut || c.batching {
-		return nil
+	if c.closeOut {
+		return net.ErrClosed
 	}
-	c.Conn.SetWriteDeadline(deadline)
-	_, err := c.Conn.Write([]byte{0x8A, 0x00}) // FIN, pong, no payload
-	c.Conn.SetWriteDeadline(time.Time{})
-	return err
+	*c.buf = append(*c.buf, 0x8A, 0x00) // FIN, pong, no payload
+	return nil
 }
 
 // flush writes what was collected in one write, bounded by deadline, and
@@ -181,7 +180,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // writer drains the queue and exits when it is empty; the queue starts it
-// again on the next message, keepalive ping or close. Each pass goes out in
+// again on the next message, heartbeat or close. Each pass goes out in
 // one write(2) with one deadline, however many frames it holds, and on the
 // batch subprotocol as few frames as fit.
 //
@@ -205,19 +204,25 @@ func (s *Session) writer() {
 				time.Sleep(wait)
 			}
 		}
-		var ping, done bool
+		var beat, done bool
 		var final *closing
-		batch, ping, final, done = s.out.take(batch[:0])
+		batch, beat, final, done = s.out.take(batch[:0])
 		if done {
 			return
 		}
-		if len(batch) > 0 {
-			last = time.Now()
+		if len(batch) > 0 || beat {
+			now := time.Now()
+			if len(batch) > 0 {
+				last = now
+			}
 			s.raw.begin()
 			frames, err := s.writeBatch(batch)
+			if beat && err == nil {
+				err = s.raw.appendHeartbeat()
+			}
 			metrics.WriterPasses.Inc()
 			metrics.FramesSent.Add(float64(frames))
-			if ferr := s.raw.flush(last.Add(h.cfg.WriteTimeout)); err == nil {
+			if ferr := s.raw.flush(now.Add(h.cfg.WriteTimeout)); err == nil {
 				err = ferr
 			}
 			if err != nil {
@@ -227,12 +232,6 @@ func (s *Session) writer() {
 		}
 		if cap(batch) > 256 {
 			batch = nil
-		}
-		if ping {
-			if err := s.raw.heartbeat(time.Now().Add(h.cfg.WriteTimeout)); err != nil {
-				s.closeWith(websocket.StatusGoingAway, "heartbeat failed")
-				return
-			}
 		}
 		if final != nil {
 			s.closeWith(websocket.StatusCode(final.code), final.reason)
@@ -266,14 +265,14 @@ func (s *Session) writeBatch(batch []outMsg) (int, error) {
 	size := 0
 	emit := func() {
 		if len(*parts) > 0 && err == nil {
-			err = s.raw.appendText(*parts, '\n')
+			err = s.raw.appendText(*parts, protocol.BatchSeparator)
 			frames++
 		}
 		clear(*parts)
 		*parts, size = (*parts)[:0], 0
 	}
 	for i, m := range batch {
-		if bytes.IndexByte(m.b, '\n') >= 0 {
+		if bytes.IndexByte(m.b, protocol.BatchSeparator) >= 0 {
 			// Never the case for what the server encodes; kept whole if so.
 			emit()
 			*parts = append(*parts, m.b)

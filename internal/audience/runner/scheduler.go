@@ -70,13 +70,7 @@ func (s *Scheduler) Tick(ctx context.Context) {
 		return
 	}
 	for _, run := range due {
-		var next *time.Time
-		if sched, err := audience.ParseSchedule(json.RawMessage(run.Spec)); err == nil {
-			if n, ok := sched.Next(now); ok {
-				next = &n
-			}
-		}
-		won, err := s.Store.ClaimRun(ctx, run.Campaign, run.Due, next)
+		won, err := s.Store.ClaimRun(ctx, run.Campaign, run.Due, nextRun(run.Spec, now))
 		if err != nil || !won {
 			continue // another node has it
 		}
@@ -91,15 +85,22 @@ func (s *Scheduler) plan(ctx context.Context, now time.Time) error {
 		return err
 	}
 	for _, r := range list {
-		var next *time.Time
-		if sched, err := audience.ParseSchedule(json.RawMessage(r.Spec)); err == nil {
-			if n, ok := sched.Next(now); ok {
-				next = &n
-			}
-		}
-		if err := s.Store.PlanSchedule(ctx, r.Campaign, r.Spec, next); err != nil {
+		if err := s.Store.PlanSchedule(ctx, r.Campaign, r.Spec, nextRun(r.Spec, now)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// nextRun is a schedule spec's next occurrence after now, nil when it has
+// none (or does not parse: it never runs).
+func nextRun(spec string, now time.Time) *time.Time {
+	sched, err := audience.ParseSchedule(json.RawMessage(spec))
+	if err != nil {
+		return nil
+	}
+	if n, ok := sched.Next(now); ok {
+		return &n
 	}
 	return nil
 }
