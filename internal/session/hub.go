@@ -163,7 +163,7 @@ type Hub struct {
 	sessions map[*Session]struct{}
 	closing  bool
 
-	wg         sync.WaitGroup // sessions and rooms
+	wg             sync.WaitGroup // sessions and rooms
 	heartbeatsDone chan struct{}
 
 	// writing counts the sessions whose writer is running: the load that

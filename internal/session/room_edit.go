@@ -213,7 +213,8 @@ type committer struct {
 }
 
 type commitReq struct {
-	batch draft.Batch
+	batch    draft.Batch
+	deadline time.Time // RedisTimeout after the edit arrived
 	res   draft.Result
 	err   error
 	lead  bool // set instead of a result: commit what is queued
@@ -221,11 +222,13 @@ type commitReq struct {
 }
 
 // commit has the edit script order b, with whatever other batches of the
-// room are waiting, and returns b's result. Each call of the script is
-// bounded by the hub's RedisTimeout, so a wait is too.
+// room are waiting, and returns b's result. The hub's RedisTimeout bounds
+// the whole wait, from b's arrival: time queued behind a call in flight
+// counts, so when Redis stops answering every edit hears so within the
+// bound, not after its turn plus a call of its own.
 func (r *room) commit(b draft.Batch) (draft.Result, error) {
 	c := &r.commits
-	req := &commitReq{batch: b, done: make(chan struct{})}
+	req := &commitReq{batch: b, deadline: time.Now().Add(r.hub.cfg.RedisTimeout), done: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
 	if c.leading {
@@ -266,10 +269,14 @@ func (r *room) commitGroup(group []*commitReq) {
 		}
 		run := group[start:end]
 		batches := make([]draft.Batch, len(run))
+		deadline := run[0].deadline
 		for i, q := range run {
 			batches[i] = q.batch
+			if q.deadline.Before(deadline) {
+				deadline = q.deadline
+			}
 		}
-		ctx, cancel := context.WithTimeout(r.hub.ctx, r.hub.cfg.RedisTimeout)
+		ctx, cancel := context.WithDeadline(r.hub.ctx, deadline)
 		res, err := r.hub.drafts.ApplyMany(ctx, batches)
 		cancel()
 		for i, q := range run {
