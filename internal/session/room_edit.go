@@ -215,10 +215,10 @@ type committer struct {
 type commitReq struct {
 	batch    draft.Batch
 	deadline time.Time // RedisTimeout after the edit arrived
-	res   draft.Result
-	err   error
-	lead  bool // set instead of a result: commit what is queued
-	done  chan struct{}
+	res      draft.Result
+	err      error
+	lead     bool // set instead of a result: commit what is queued
+	done     chan struct{}
 }
 
 // commit has the edit script order b, with whatever other batches of the
