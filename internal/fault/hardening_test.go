@@ -272,6 +272,22 @@ func startSentinels(t *testing.T) *sentinels {
 			t.Fatal("sentinels never saw the replica")
 		}
 	}
+	// The sentinels find one another through the primary: one killed
+	// before they did never gets the majority a failover needs.
+	for i := 2; i < 5; i++ {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.ports[i])})
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			m, _ := sc.Master(context.Background(), "fault").Result()
+			if n, _ := strconv.Atoi(m["num-other-sentinels"]); n >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				sc.Close()
+				t.Fatalf("sentinel %d never saw the two others", i)
+			}
+		}
+		sc.Close()
+	}
 	return s
 }
 
