@@ -26,6 +26,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	writers := fs.Int("writers", 10, "writing sessions per campaign")
 	watchers := fs.Int("watchers", 0, "watching sessions per campaign")
 	rate := fs.Float64("rate", 0, "edits per second over all writers; 0: closed loop (each writer waits for its answer)")
+	sessionRate := fs.Float64("session-rate", load.DefaultSessionRate, "each writer's edits per second at most, as the server's request limit (COLLAB_SESSION_RATE) allows; negative: unpaced")
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure, after every session joined")
 	warmup := fs.Duration("warmup", 0, "load this long before measuring (counters start after it)")
 	cpuprofile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
@@ -55,7 +56,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	cfg := load.Config{
 		URLs: strings.Split(*urls, ","), Secret: secret, Workspace: *workspace,
-		Campaigns: *campaigns, Writers: *writers, Watchers: *watchers, Rate: *rate,
+		Campaigns: *campaigns, Writers: *writers, Watchers: *watchers, Rate: *rate, SessionRate: *sessionRate,
 		Duration: *duration, Warmup: *warmup, Hot: *hot, Mode: load.Mode(*mode), DialConcurrency: *dial,
 		Log: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) },
 	}

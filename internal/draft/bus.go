@@ -1,6 +1,7 @@
 package draft
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"sync"
@@ -120,4 +121,21 @@ func (bus *Bus) Close() error {
 	err := bus.ps.Close()
 	bus.wg.Wait()
 	return err
+}
+
+// Updates reads a campaign channel's message that carries updates, as the
+// edit script publishes them: "@", the origin tag of the node that sent the
+// batches, "\n", then the update messages joined by "\n" (JSON as the
+// server encodes it never holds a raw newline). It returns the tag and the
+// joined updates; ok is false for any other message (status, saved,
+// presence...), which is published as it is.
+func Updates(msg []byte) (origin, updates []byte, ok bool) {
+	if len(msg) == 0 || msg[0] != '@' {
+		return nil, nil, false
+	}
+	nl := bytes.IndexByte(msg, '\n')
+	if nl < 0 {
+		return nil, nil, false
+	}
+	return msg[1:nl], msg[nl+1:], true
 }

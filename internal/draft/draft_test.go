@@ -1,6 +1,7 @@
 package draft
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -57,7 +58,7 @@ func open(t *testing.T, b *Buffer) *editor {
 // edit writes the given keys ("/a" writes, "?/a" tests) as session sess.
 func (e *editor) edit(sess string, base int64, id string, keys ...string) Result {
 	e.t.Helper()
-	batch := Batch{Workspace: "w1", Campaign: e.c, Epoch: e.head.Epoch, Base: base, Session: sess, User: "u-" + sess[:1], ID: id} // sessions A and A2 are one user
+	batch := Batch{Workspace: "w1", Campaign: e.c, Epoch: e.head.Epoch, Base: base, Session: sess, User: "u-" + sess[:1], ID: id, Origin: "node-a"} // sessions A and A2 are one user
 	batch.Prefix, batch.Suffix = protocol.Update{Campaign: e.c, Ops: []byte(`[]`), By: protocol.Author{Session: sess}, At: time.Now()}.Frame()
 	for _, k := range keys {
 		batch.Keys = append(batch.Keys, strings.TrimPrefix(k, "?"))
@@ -289,8 +290,16 @@ func TestBusOrder(t *testing.T) {
 		bus := b.NewBus(ctx, slog.Default())
 		defer bus.Close()
 		bus.Subscribe(ctx, b.Channel("c1"), func(m []byte) {
-			if m != nil {
-				got <- string(m)
+			if m == nil {
+				return
+			}
+			origin, updates, ok := Updates(m)
+			if !ok || string(origin) != "node-a" {
+				t.Errorf("not an update message from node-a: %q", m)
+				return
+			}
+			for _, u := range strings.Split(string(updates), "\n") {
+				got <- u
 			}
 		})
 		for i := int64(1); i <= 20; i++ {
@@ -495,8 +504,21 @@ func TestGroupCommitIsBatchByBatch(t *testing.T) {
 			}
 			return batch
 		}
+		ctx := context.Background()
+		published := make(chan []byte, 4)
+		bus := b.NewBus(ctx, slog.Default())
+		defer bus.Close()
+		if err := bus.Subscribe(ctx, b.Channel("c1"), func(m []byte) {
+			if m != nil {
+				published <- bytes.Clone(m)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		first := mk("A", "a1", 0, "/a")
+		first.Origin = "node-7"
 		res, err := b.ApplyMany(context.Background(), []Batch{
-			mk("A", "a1", 0, "/a"),
+			first,
 			mk("B", "b1", 0, "/a/x"), // under A's write, same base: A came first
 			mk("C", "c1", 0, "/c"),
 			mk("C", "c1", 0, "/c"), // the same batch id again in the call
@@ -520,6 +542,21 @@ func TestGroupCommitIsBatchByBatch(t *testing.T) {
 		log, _ := b.Log(context.Background(), "c1", 0, -1)
 		if len(log) != 2 {
 			t.Fatalf("log holds %d entries", len(log))
+		}
+		// The call's accepted entries went out as one message, tagged.
+		select {
+		case m := <-published:
+			origin, updates, ok := Updates(m)
+			if want := string(log[0].Msg) + "\n" + string(log[1].Msg); !ok || string(origin) != "node-7" || string(updates) != want {
+				t.Fatalf("published %q, want node-7's %q", m, want)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("nothing published")
+		}
+		select {
+		case m := <-published:
+			t.Fatalf("a second message for one call: %q", m)
+		case <-time.After(100 * time.Millisecond):
 		}
 		// A refusal of the buffer answers every batch.
 		stale := mk("A", "", 2, "/z")

@@ -20,6 +20,10 @@ type Batch struct {
 	Session   string
 	User      string
 	ID        string // client batch id, "" when none
+	// Origin tags the node that sends the batch (the first batch's counts
+	// for a call): the published updates carry it, so that node can drop
+	// its own copy unread. See Updates.
+	Origin string
 	// Prefix and Suffix frame the update message: Prefix + rev + Suffix is
 	// what every other session receives, built once here and never again.
 	Prefix, Suffix string
@@ -107,8 +111,8 @@ func (b *Buffer) applyOnce(ctx context.Context, batches []Batch, nonce string, d
 	if check {
 		maxLog = "check"
 	}
-	args := make([]any, 0, 4+len(batches)*12)
-	args = append(args, first.Epoch, now, k.channel, maxLog)
+	args := make([]any, 0, 5+len(batches)*12)
+	args = append(args, first.Epoch, now, k.channel, maxLog, first.Origin)
 	for i, batch := range batches {
 		dedup := dedups[i]
 		if check {

@@ -5,7 +5,7 @@
 -- KEYS: 1 meta, 2 paths, 3 log, 4 ids
 -- ARGV: 1 epoch, 2 now (ms), 3 channel, 4 max log length ("check": only
 --       report conflicts, apply nothing, answer 'valid' when there are
---       none), then per batch: base, session, dedup key (user NUL batch id,
+--       none), 5 origin (the calling node's tag), then per batch: base, session, dedup key (user NUL batch id,
 --       or a key of the server's own), entry prefix, entry suffix (the
 --       update message is prefix..rev..suffix), nonce (unique to the call:
 --       a client library's retry of the same call finds its own dedup
@@ -16,6 +16,11 @@
 -- gap, ahead, full, valid. A refusal of the whole buffer answers
 -- {'*', status, rev[, epoch]} with status one of epoch, noinit, restarted,
 -- unfenced, archived.
+--
+-- The accepted entries go out in one PUBLISH per call, "@" origin "\n" and
+-- the entries joined by "\n" (see draft.Updates): the calling node drops
+-- its own copy by the tag alone, and a group costs one message, not one per
+-- batch.
 --
 -- Per-path revisions live in the paths hash: "a"..P holds the writes exactly
 -- at P, "s"..P the writes at P or below it. Each value keeps the newest
@@ -92,7 +97,8 @@ local function answer(status, r, extra)
   for _, x in ipairs(extra) do out[#out + 1] = x end
 end
 
-local i = 5
+local published = {}
+local i = 6
 while i <= #ARGV do
   local base, sess, dedup = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
   local prefix, suffix, nonce = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
@@ -177,7 +183,7 @@ while i <= #ARGV do
       local entry = prefix .. rev .. suffix
       redis.call('XADD', KEYS[3], rev .. '-1', 'u', entry, 't', ARGV[2], 'k', dedup)
       if dedup ~= '' then redis.call('HSET', KEYS[4], dedup, rev .. ' ' .. nonce) end
-      redis.call('PUBLISH', ARGV[3], entry)
+      published[#published + 1] = entry
       answer('ok', rev, {})
     end
   end
@@ -192,4 +198,7 @@ for i = 1, #set, 1000 do
   redis.call('HSET', KEYS[2], unpack(set, i, math.min(i + 999, #set)))
 end
 if rev ~= tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'rev', rev) end
+if #published > 0 then
+  redis.call('PUBLISH', ARGV[3], '@' .. ARGV[5] .. '\n' .. table.concat(published, '\n'))
+end
 return out

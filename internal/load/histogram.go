@@ -19,7 +19,18 @@ const (
 	histBuckets = 1100
 )
 
-var logGrowth = math.Log(histGrowth)
+var log2Growth = math.Log2(histGrowth)
+
+// log2Frac holds log2(1+f) at the middle of each 1/1024 step of f in [0, 1):
+// with the float's exponent, a log2 good to 0.1% (a twentieth of a
+// bucket) for a table read instead of a math.Log per sample, of which a
+// load generator records millions a second.
+var log2Frac = func() (t [1024]float64) {
+	for i := range t {
+		t[i] = math.Log2(1 + (float64(i)+0.5)/1024)
+	}
+	return t
+}()
 
 // NewHistogram returns an empty histogram.
 func NewHistogram() *Histogram { return &Histogram{} }
@@ -27,7 +38,9 @@ func NewHistogram() *Histogram { return &Histogram{} }
 // bucket returns a duration's bucket and its microseconds (at least 1).
 func bucket(d time.Duration) (i int, us int64) {
 	us = max(d.Microseconds(), 1)
-	return min(int(math.Log(float64(us))/logGrowth), histBuckets-1), us
+	bits := math.Float64bits(float64(us))
+	log2 := float64(int(bits>>52)-1023) + log2Frac[bits>>42&1023]
+	return min(int(log2/log2Growth), histBuckets-1), us
 }
 
 // Record adds one duration.

@@ -44,6 +44,12 @@ type Config struct {
 	Writers   int     // writing sessions per campaign
 	Watchers  int     // reading sessions per campaign
 	Rate      float64 // edits/s over all writers; 0: closed loop (each writer waits for its answer)
+	// SessionRate paces each writer to at most this many edits a second, as
+	// a client that keeps to the server's request limit does (0: the
+	// protocol's default limit, 100; negative: unpaced, to test the limit).
+	// A closed-loop writer faster than that would be refused rate_limited
+	// and time its own back-off as ack latency.
+	SessionRate float64
 	Duration  time.Duration
 	// Warmup runs the load this long before the measured window opens:
 	// counters and histograms start at the window.
@@ -255,10 +261,10 @@ func (r *Runner) Stop() *Report {
 	r.settle(settleTimeout)
 	r.measuring.Store(false)
 	r.cancel()
-	r.wg.Wait()
 	for _, s := range r.sessions {
-		s.close()
+		s.close() // which ends its reader
 	}
+	r.wg.Wait()
 	for _, s := range r.sessions {
 		r.fanout.merge(s.fan)
 		r.fanoutN.Add(s.fanN)

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/collab-dev/collab/internal/protocol"
 )
 
@@ -57,7 +56,7 @@ type session struct {
 
 	mu      sync.Mutex
 	node    int
-	conn    *websocket.Conn
+	conn    *wsConn
 	online  bool
 	rev     int64
 	epoch   string
@@ -84,39 +83,45 @@ func (s *session) connect(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ws := "ws" + strings.TrimPrefix(strings.TrimSuffix(url, "/"), "http") + "/v1/ws"
-	conn, _, err := websocket.Dial(dctx, ws, &websocket.DialOptions{
-		Subprotocols: []string{protocol.SubprotocolBatch, protocol.Subprotocol},
-		HTTPHeader:   http.Header{"Authorization": {"Bearer " + s.token}},
-	})
+	conn, err := dialWS(dctx, ws, []string{protocol.SubprotocolBatch, protocol.Subprotocol},
+		http.Header{"Authorization": {"Bearer " + s.token}})
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", url, err)
 	}
-	conn.SetReadLimit(4 << 20)
+	if dl, ok := dctx.Deadline(); ok {
+		conn.conn.SetReadDeadline(dl)
+	}
 	join := map[string]any{"type": "join", "campaign": s.campaign}
 	if rejoin {
 		join["since"], join["epoch"] = since, epoch
 	}
 	frame, _ := json.Marshal(join)
-	if err := conn.Write(dctx, websocket.MessageText, frame); err != nil {
-		conn.CloseNow()
+	if err := conn.writeText(frame); err != nil {
+		conn.closeNow()
 		return fmt.Errorf("join: %w", err)
 	}
 	s.mu.Lock()
+	if s.closing { // the run ended while this dialled: nobody would close it
+		s.mu.Unlock()
+		conn.closeNow()
+		return errWSClosed
+	}
 	s.conn = conn
 	s.mu.Unlock()
 	for {
-		_, data, err := conn.Read(dctx)
+		data, err := conn.read()
 		if err != nil {
-			conn.CloseNow()
+			conn.closeNow()
 			return fmt.Errorf("join %s on %s: %w", s.campaign, url, err)
 		}
 		for _, line := range bytes.Split(data, []byte{protocol.BatchSeparator}) {
 			typ := s.handle(line)
 			if typ == "error" {
-				conn.CloseNow()
+				conn.closeNow()
 				return fmt.Errorf("join %s on %s: %s", s.campaign, url, line)
 			}
 			if typ == "snapshot" || typ == "joined" {
+				conn.conn.SetReadDeadline(time.Time{})
 				s.mu.Lock()
 				s.online = true
 				s.mu.Unlock()
@@ -132,7 +137,7 @@ func (s *session) close() {
 	c := s.conn
 	s.mu.Unlock()
 	if c != nil {
-		c.Close(websocket.StatusNormalClosure, "bench done")
+		c.close(1000, "bench done")
 	}
 }
 
@@ -176,24 +181,16 @@ func (s *session) read() {
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
-	var buf bytes.Buffer
 	for {
-		_, rd, err := c.Reader(s.r.ctx)
-		if err == nil {
-			buf.Reset()
-			_, err = buf.ReadFrom(rd)
-		}
+		data, err := c.read()
 		if err != nil {
 			s.mu.Lock()
 			s.online = false
 			s.mu.Unlock()
-			c.CloseNow()
+			c.closeNow()
 			return
 		}
-		s.frame(buf.Bytes())
-		if buf.Cap() > 1<<20 {
-			buf = bytes.Buffer{}
-		}
+		s.frame(data)
 	}
 }
 
@@ -330,7 +327,7 @@ func (s *session) resend() {
 	c := s.conn
 	s.mu.Unlock()
 	for _, f := range frames {
-		if err := c.Write(s.r.ctx, websocket.MessageText, f); err != nil {
+		if err := c.writeText(f); err != nil {
 			return
 		}
 		s.r.resent.Add(1)
@@ -352,7 +349,30 @@ func (s *session) write() {
 		tick = time.NewTicker(every)
 		defer tick.Stop()
 	}
+	pace := r.cfg.SessionRate
+	if pace == 0 {
+		pace = DefaultSessionRate
+	}
+	var next time.Time // the earliest send the pace allows
 	for r.wctx.Err() == nil {
+		if pace > 0 {
+			now := time.Now()
+			if wait := next.Sub(now); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-r.wctx.Done():
+					return
+				}
+				now = next
+			}
+			// A burst of at most paceBurst edits after a pause: the
+			// server's limit allows 200.
+			every := time.Duration(float64(time.Second) / pace)
+			if floor := now.Add(-paceBurst * every); next.Before(floor) {
+				next = floor
+			}
+			next = next.Add(every)
+		}
 		if tick != nil {
 			select {
 			case <-tick.C:
@@ -380,6 +400,11 @@ func (s *session) write() {
 		}
 	}
 }
+
+// DefaultSessionRate is the protocol's default request limit per session.
+const DefaultSessionRate = 100
+
+const paceBurst = 10
 
 // send makes the next batch and sends it; offline, it is kept for the
 // reconnect (in log mode) or not made (closed loop).
@@ -412,7 +437,7 @@ func (s *session) send() bool {
 	if !online {
 		return true
 	}
-	if err := c.Write(r.ctx, websocket.MessageText, frame); err != nil {
+	if err := c.writeText(frame); err != nil {
 		return false
 	}
 	return true
@@ -550,7 +575,7 @@ func (s *session) handle(data []byte) string {
 				still, online, c, frame := s.pending[ref] != nil, s.online, s.conn, b.frame(s.campaign, true)
 				s.mu.Unlock()
 				if still && online && s.r.ctx.Err() == nil {
-					c.Write(s.r.ctx, websocket.MessageText, frame)
+					c.writeText(frame)
 				}
 			})
 			s.signal()

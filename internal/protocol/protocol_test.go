@@ -233,3 +233,26 @@ func TestEveryMessageHasAnExample(t *testing.T) {
 		}
 	}
 }
+
+// FrameRev reads the rev where the server frames it, and anywhere else in
+// a message framed otherwise.
+func TestFrameRev(t *testing.T) {
+	for _, c := range []struct {
+		msg  string
+		want int64
+	}{
+		{`{"type":"update","campaign":"c_1","rev":42,"ops":[],"at":1}`, 42},
+		{`{"type":"update","campaign":"c-1","rev":0,"ops":[]}`, 0},
+		{`{"type":"update","campaign":"c","ops":[{"value":{"rev":9}}],"rev":7}`, 9}, // not the server's framing: the first "rev":
+		{`{"type":"update","rev":12,"campaign":"c"}`, 12},
+		{`{"type":"update","campaign":"c"}`, 0},
+		{`{"type":"update","campaign":"`, 0},
+		{`{"type":"update","campaign":"c",`, 0},
+		{`{"type":"ack","campaign":"c","rev":5}`, 5},
+		{`{"type":"update","campaign":"c","rev":99999999999999999999}`, 999999999999999999},
+	} {
+		if got := FrameRev([]byte(c.msg)); got != c.want {
+			t.Errorf("FrameRev(%s) = %d, want %d", c.msg, got, c.want)
+		}
+	}
+}

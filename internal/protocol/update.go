@@ -81,18 +81,33 @@ func IsUpdate(msg []byte) bool { return bytes.HasPrefix(msg, updatePrefix) }
 // when there is none): rooms order every update by it, and load clients
 // follow the campaign with it.
 func FrameRev(msg []byte) int64 {
-	i := bytes.Index(msg, []byte(`"rev":`))
+	// As the server frames an update, the rev follows the campaign id, which
+	// holds no quote (campaign ids are [A-Za-z0-9_-]): read it there, and
+	// search the whole message only for a message framed otherwise.
+	i := -1
+	if head := len(updateCampaign); bytes.HasPrefix(msg, updateCampaign) {
+		if q := head + bytes.IndexByte(msg[head:], '"') + 1; q > head && q < len(msg) && msg[q] == ',' && bytes.HasPrefix(msg[q+1:], revKey) {
+			i = q + 1 + len(revKey)
+		}
+	}
 	if i < 0 {
-		return 0
+		j := bytes.Index(msg, revKey)
+		if j < 0 {
+			return 0
+		}
+		i = j + len(revKey)
 	}
-	j := i + 6
-	k := j
-	for k < len(msg) && msg[k] >= '0' && msg[k] <= '9' {
-		k++
+	var n int64
+	for k := i; k < len(msg) && msg[k] >= '0' && msg[k] <= '9' && k-i < 18; k++ {
+		n = n*10 + int64(msg[k]-'0')
 	}
-	n, _ := strconv.ParseInt(string(msg[j:k]), 10, 64)
 	return n
 }
+
+var (
+	updateCampaign = []byte(`{"type":"update","campaign":"`)
+	revKey         = []byte(`"rev":`)
+)
 
 // BatchSeparator separates the messages of one frame on SubprotocolBatch.
 const BatchSeparator = '\n'

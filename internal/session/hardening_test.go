@@ -236,6 +236,19 @@ func TestBatchedFrames(t *testing.T) {
 			}
 			t.Logf("%d updates in %d frames", total, frames)
 		}
+		// Updates committed together reach each session as one message of
+		// the room; an author still never gets its own back.
+		wa := writers[0]
+		for got := 0; got < total-each; {
+			m := wa.Next()
+			if m["type"] != "update" {
+				continue
+			}
+			if by, _ := m["by"].(map[string]any); by["user"] == "wa" {
+				t.Fatalf("writer wa got its own update back: %v", m)
+			}
+			got++
+		}
 	})
 }
 

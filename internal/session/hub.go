@@ -25,6 +25,7 @@ import (
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/metrics"
 	"github.com/collab-dev/collab/internal/protocol"
+	"github.com/collab-dev/collab/internal/randid"
 )
 
 // Drafts is the Redis side of drafts that the hub uses; *draft.Buffer
@@ -166,6 +167,11 @@ type Hub struct {
 	wg             sync.WaitGroup // sessions and rooms
 	heartbeatsDone chan struct{}
 
+	// origin tags the batches this hub sends to the edit script, unique per
+	// hub (Node may repeat): the script's pub/sub message carries it, so the
+	// rooms drop their own node's copy without reading it.
+	origin string
+
 	// writing counts the sessions whose writer is running: the load that
 	// sets how long a busy writer gathers before its next write.
 	writing atomic.Int64
@@ -178,7 +184,8 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{cfg: cfg, drafts: drafts, bus: bus, campaigns: campaigns, signer: signer, log: log,
 		handlers: map[string]Handler{}, presenceTTL: presenceTTL, ctx: ctx, cancel: cancel,
-		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, heartbeatsDone: make(chan struct{})}
+		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, heartbeatsDone: make(chan struct{}),
+		origin: randid.New("n")}
 	// The core commands sit in the same table as the features' (hello,
 	// which may come before any claims, is the dispatcher's own).
 	for typ, fn := range map[string]func(*Session, *protocol.Request) error{
@@ -403,7 +410,7 @@ func (h *Hub) acquire(ctx context.Context, c *campaign.Campaign) (*room, error) 
 		}
 		r = &room{hub: h, id: c.ID, ws: c.Workspace, channel: h.drafts.Channel(c.ID), refs: 1,
 			ready: make(chan struct{}), closed: make(chan struct{}), members: map[*Session]*member{},
-			pending: map[int64]committed{}, kick: make(chan struct{}, 1), presence: make(chan struct{}, 1),
+			pending: map[int64]committed{}, fanAuthors: map[string]struct{}{}, kick: make(chan struct{}, 1), presence: make(chan struct{}, 1),
 			done: make(chan struct{})}
 		h.rooms[c.ID] = r
 		h.wg.Add(1)

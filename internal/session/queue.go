@@ -16,6 +16,7 @@ const (
 type outMsg struct {
 	b        []byte
 	kind     kind
+	joined   bool   // b is several messages joined by the batch separator
 	campaign string // for updates and snapshots
 }
 
@@ -133,7 +134,9 @@ func (q *queue) wake() {
 	}
 }
 
-// take moves everything queued into `into` and reports whether a heartbeat
+// take hands over everything queued, taking `into` (emptied, cleared by the
+// writer; nil after a burst, whose backing array an idle session should not
+// keep) for the next pushes, and reports whether a heartbeat
 // is due and whether to close after writing. With nothing to do it marks the
 // writer stopped and returns done: the writer goroutine must then exit.
 func (q *queue) take(into []outMsg) (msgs []outMsg, beat bool, final *closing, done bool) {
@@ -143,20 +146,16 @@ func (q *queue) take(into []outMsg) (msgs []outMsg, beat bool, final *closing, d
 		q.writing = false
 		return into, false, nil, true
 	}
-	into = append(into, q.msgs...)
-	clear(q.msgs)
-	if cap(q.msgs) > 256 {
-		q.msgs = nil // a burst's backing array is not kept by an idle session
-	} else {
-		q.msgs = q.msgs[:0]
-	}
+	// The two slices swap: the writer's emptied one takes the next pushes,
+	// so neither side copies or regrows in the steady state.
+	msgs, q.msgs = q.msgs, into[:0]
 	q.bytes, q.snapBytes = 0, 0
 	beat, q.beat = q.beat, false
 	final, q.final = q.final, nil
 	if final != nil {
 		q.closed = true
 	}
-	return into, beat, final, false
+	return msgs, beat, final, false
 }
 
 // finishing reports whether finish was called.

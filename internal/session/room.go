@@ -49,22 +49,24 @@ type room struct {
 	refs    int
 	closing bool
 
-	mu      sync.Mutex // guards the following fields
-	loaded  bool
-	early   [][]byte // messages that arrived while loading
-	doc     campaign.Document
-	size    int
-	rev     int64
-	epoch   string
-	status  campaign.Status
-	version int64
-	saved   int64 // the rev the durable store holds (snapshot saved_rev)
-	start   int64 // the saved rev when the epoch began (snapshot epoch_start)
-	broken  bool  // the doc could not apply a committed entry: reload
-	members map[*Session]*member
-	pending map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
-	waiters []waiter
-	editors []protocol.Editor
+	mu         sync.Mutex // guards the following fields
+	loaded     bool
+	early      [][]byte // messages that arrived while loading
+	doc        campaign.Document
+	size       int
+	rev        int64
+	epoch      string
+	status     campaign.Status
+	version    int64
+	saved      int64 // the rev the durable store holds (snapshot saved_rev)
+	start      int64 // the saved rev when the epoch began (snapshot epoch_start)
+	broken     bool  // the doc could not apply a committed entry: reload
+	members    map[*Session]*member
+	pending    map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
+	fan        []fanned            // applied, not yet pushed (empty whenever mu is free)
+	fanAuthors map[string]struct{} // fanOutLocked's scratch
+	waiters    []waiter
+	editors    []protocol.Editor
 
 	commits committer
 	// delivered mirrors rev (stored wherever rev changes, under mu), for
@@ -114,6 +116,7 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	for _, m := range early {
 		r.handleLocked(m)
 	}
+	r.settleLocked()
 	r.mu.Unlock()
 	runCtx, cancel := context.WithCancel(h.ctx)
 	r.stop = cancel

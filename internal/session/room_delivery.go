@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -24,10 +25,10 @@ func (r *room) onMessage(msg []byte) {
 		}
 		return
 	}
-	if protocol.IsUpdate(msg) && protocol.FrameRev(msg) <= r.delivered.Load() {
-		// Already applied, most often this node's own edit coming back
-		// from pub/sub: dropped without taking the room lock, which the
-		// edits and deliveries of a busy room contend for.
+	if origin, _, ok := draft.Updates(msg); ok && string(origin) == r.hub.origin {
+		// This node's own batches coming back: the group commit delivered
+		// them from the script's reply (a lost reply pokes a log fill), so
+		// they are dropped unread, without the room lock.
 		return
 	}
 	r.mu.Lock()
@@ -48,8 +49,25 @@ func (r *room) poke() {
 }
 
 func (r *room) handleLocked(msg []byte) {
+	if origin, updates, ok := draft.Updates(msg); ok {
+		if string(origin) == r.hub.origin {
+			return // held while loading; delivered from the script's reply
+		}
+		for len(updates) > 0 {
+			line := updates
+			if i := bytes.IndexByte(updates, protocol.BatchSeparator); i >= 0 {
+				line, updates = updates[:i], updates[i+1:]
+			} else {
+				updates = nil
+			}
+			r.deliverLocked(committed{msg: line})
+		}
+		r.settleLocked()
+		return
+	}
 	if protocol.IsUpdate(msg) {
 		r.deliverLocked(committed{msg: msg})
+		r.settleLocked()
 		return
 	}
 	// Any other event (status, saved, activity results...) goes to every
@@ -108,14 +126,10 @@ type committed struct {
 // not closing (the log cannot be read): drop them and rebuild the room.
 const maxPending = 10_000
 
-// deliver takes a committed update from any source (the edit script's reply,
-// pub/sub, a log read) and applies it in rev order. u may be nil.
-func (r *room) deliver(msg []byte, u *draft.Update) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.deliverLocked(committed{msg: msg, u: u})
-}
-
+// deliverLocked takes a committed update from any source (the edit
+// script's reply, pub/sub, a log read) and applies it in rev order. The
+// members get it at the next settleLocked, which every delivery ends with
+// before it lets go of the lock.
 func (r *room) deliverLocked(c committed) {
 	rev := protocol.FrameRev(c.msg)
 	if rev <= r.rev {
@@ -145,7 +159,95 @@ func (r *room) deliverLocked(c committed) {
 			delete(r.pending, rev)
 		}
 	}
+}
+
+// settleLocked ends a delivery: the updates applied since the last settle
+// go to the members, then the waiters run (an ack must follow every update
+// delivered before it).
+func (r *room) settleLocked() {
+	r.fanOutLocked()
 	r.runWaitersLocked()
+}
+
+// fanned is an update applied but not yet pushed to the members.
+type fanned struct {
+	msg    []byte
+	author string // the author's session id, "" when unknown
+}
+
+// fanOutLocked pushes the updates applied since the last call to every
+// member but their authors. Several updates delivered together (a group
+// commit, a pub/sub message of another node's group, a log read) reach
+// each session as one queued message, joined by the batch separator: one
+// push and one writer wake per session per delivery, not per update; the
+// members that authored none of them share one copy.
+func (r *room) fanOutLocked() {
+	fan := r.fan
+	switch len(fan) {
+	case 0:
+		return
+	case 1:
+		f := fan[0]
+		for s, m := range r.members {
+			if s.id != f.author {
+				m.s.send(outMsg{b: f.msg, kind: kindUpdate, campaign: r.id})
+			}
+		}
+	default:
+		authors := r.fanAuthors
+		clear(authors)
+		for _, f := range fan {
+			if f.author != "" {
+				authors[f.author] = struct{}{}
+			}
+		}
+		var all []byte
+		for s, m := range r.members {
+			if _, own := authors[s.id]; own {
+				if b, n := joinFanned(fan, s.id); n > 0 {
+					m.s.send(outMsg{b: b, kind: kindUpdate, campaign: r.id, joined: n > 1})
+				}
+				continue
+			}
+			if all == nil {
+				all, _ = joinFanned(fan, "")
+			}
+			m.s.send(outMsg{b: all, kind: kindUpdate, campaign: r.id, joined: true})
+		}
+	}
+	clear(fan)
+	r.fan = fan[:0]
+	if cap(r.fan) > maxGroup {
+		r.fan = nil
+	}
+}
+
+// joinFanned joins the messages not authored by skip, and counts them.
+func joinFanned(fan []fanned, skip string) ([]byte, int) {
+	size, n := 0, 0
+	for _, f := range fan {
+		if skip == "" || f.author != skip {
+			size += len(f.msg) + 1
+			n++
+		}
+	}
+	if n == 1 {
+		for _, f := range fan {
+			if skip == "" || f.author != skip {
+				return f.msg, 1
+			}
+		}
+	}
+	b := make([]byte, 0, size)
+	for _, f := range fan {
+		if skip == "" || f.author != skip {
+			if len(b) > 0 {
+				b = append(b, protocol.BatchSeparator)
+			}
+			b = append(b, f.msg...)
+		}
+	}
+	return b, n
 }
 
 func (r *room) applyLocked(c committed, rev int64) {
@@ -176,11 +278,7 @@ func (r *room) applyLocked(c committed, rev int64) {
 			metrics.FanoutLag.Observe(time.Since(time.UnixMilli(u.At)).Seconds())
 		}
 	}
-	for s, m := range r.members {
-		if s.id != author {
-			m.s.send(outMsg{b: c.msg, kind: kindUpdate, campaign: r.id})
-		}
-	}
+	r.fan = append(r.fan, fanned{msg: c.msg, author: author})
 }
 
 // after runs fn once the room has delivered rev (at once if it has).
@@ -228,9 +326,12 @@ func (r *room) fill(ctx context.Context, upto int64) error {
 	if len(entries) > 0 && entries[0].Rev != from+1 {
 		return r.reloadFilling(ctx)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, e := range entries {
-		r.deliver(e.Msg, nil)
+		r.deliverLocked(committed{msg: e.Msg})
 	}
+	r.settleLocked()
 	return nil
 }
 

@@ -96,20 +96,19 @@ func (r *room) edit(ctx context.Context, m *member, req *protocol.Request, ops [
 	sentAt := time.Now()
 	prefix, suffix := protocol.Update{Campaign: r.id, Ops: opsJSON, By: protocol.Author{User: c.User, Name: c.Name, Session: s.id},
 		ID: id, At: sentAt}.Frame()
+	// This node holds the batch parsed already: the room applies it
+	// without decoding the message it just framed.
+	u := &draft.Update{Ops: ops, At: sentAt.UnixMilli()}
+	u.By.User, u.By.Session = c.User, s.id
 	res, err := r.commit(draft.Batch{Workspace: r.ws, Campaign: r.id, Epoch: epoch, Base: base,
-		Session: s.id, User: c.User, ID: id, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes})
+		Session: s.id, User: c.User, ID: id, Origin: r.hub.origin, Prefix: prefix, Suffix: suffix, Keys: keys, Writes: writes}, u)
 	if err != nil {
 		return false, err
 	}
 	switch res.Outcome {
 	case draft.Accepted, draft.Duplicate:
 		if res.Outcome == draft.Accepted {
-			metrics.Edits.Inc()
-			// This node holds the batch parsed already: no need to decode
-			// the message it just framed.
-			u := &draft.Update{Rev: res.Rev, Ops: ops, At: sentAt.UnixMilli()}
-			u.By.User, u.By.Session = c.User, s.id
-			r.deliver(protocol.JoinFrame(prefix, res.Rev, suffix), u)
+			metrics.Edits.Inc() // and delivered already, by the group commit
 		} else if err := r.fill(ctx, res.Rev); err != nil {
 			return false, err
 		}
@@ -214,7 +213,8 @@ type committer struct {
 
 type commitReq struct {
 	batch    draft.Batch
-	deadline time.Time // RedisTimeout after the edit arrived
+	update   *draft.Update // the batch parsed, delivered once accepted
+	deadline time.Time     // RedisTimeout after the edit arrived
 	res      draft.Result
 	err      error
 	lead     bool // set instead of a result: commit what is queued
@@ -226,9 +226,9 @@ type commitReq struct {
 // the whole wait, from b's arrival: time queued behind a call in flight
 // counts, so when Redis stops answering every edit hears so within the
 // bound, not after its turn plus a call of its own.
-func (r *room) commit(b draft.Batch) (draft.Result, error) {
+func (r *room) commit(b draft.Batch, u *draft.Update) (draft.Result, error) {
 	c := &r.commits
-	req := &commitReq{batch: b, deadline: time.Now().Add(r.hub.cfg.RedisTimeout), done: make(chan struct{})}
+	req := &commitReq{batch: b, update: u, deadline: time.Now().Add(r.hub.cfg.RedisTimeout), done: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
 	if c.leading {
@@ -259,9 +259,16 @@ func (r *room) commit(b draft.Batch) (draft.Result, error) {
 }
 
 // commitGroup runs the script for a group, one call per run of batches of
-// the same epoch, and answers every request in it. The first request is the
-// leader's own: it reads its result when this returns, without a signal.
+// the same epoch, delivers what it accepted to the room in one go (each
+// member gets the group's updates as one message), and answers every
+// request in it. The first request is the leader's own: it reads its
+// result when this returns, without a signal.
+//
+// The script's pub/sub copy of these updates is dropped by every room of
+// this node, so a call whose reply is lost (a timeout after the script
+// ran) pokes the room to read them from the log.
 func (r *room) commitGroup(group []*commitReq) {
+	var accepted []committed
 	for start := 0; start < len(group); {
 		end := start + 1
 		for end < len(group) && group[end].batch.Epoch == group[start].batch.Epoch {
@@ -282,11 +289,26 @@ func (r *room) commitGroup(group []*commitReq) {
 		for i, q := range run {
 			if err != nil {
 				q.err = err
-			} else {
-				q.res = res[i]
+				continue
+			}
+			q.res = res[i]
+			if q.res.Outcome == draft.Accepted {
+				q.update.Rev = q.res.Rev
+				accepted = append(accepted, committed{msg: protocol.JoinFrame(q.batch.Prefix, q.res.Rev, q.batch.Suffix), u: q.update})
 			}
 		}
+		if err != nil {
+			r.poke()
+		}
 		start = end
+	}
+	if len(accepted) > 0 {
+		r.mu.Lock()
+		for _, c := range accepted {
+			r.deliverLocked(c)
+		}
+		r.settleLocked()
+		r.mu.Unlock()
 	}
 	for _, q := range group[1:] {
 		close(q.done)

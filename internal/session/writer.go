@@ -252,8 +252,14 @@ func (s *Session) writeBatch(batch []outMsg) (int, error) {
 	var one [1][]byte
 	if !s.batched {
 		for i, m := range batch {
-			if err == nil {
-				one[0] = m.b
+			for rest := m.b; err == nil && len(rest) > 0; {
+				one[0] = rest
+				rest = nil
+				if m.joined {
+					if j := bytes.IndexByte(one[0], protocol.BatchSeparator); j >= 0 {
+						one[0], rest = one[0][:j], one[0][j+1:]
+					}
+				}
 				err = s.raw.appendText(one[:], 0)
 				frames++
 			}
@@ -272,7 +278,7 @@ func (s *Session) writeBatch(batch []outMsg) (int, error) {
 		*parts, size = (*parts)[:0], 0
 	}
 	for i, m := range batch {
-		if bytes.IndexByte(m.b, protocol.BatchSeparator) >= 0 {
+		if !m.joined && bytes.IndexByte(m.b, protocol.BatchSeparator) >= 0 {
 			// Never the case for what the server encodes; kept whole if so.
 			emit()
 			*parts = append(*parts, m.b)
