@@ -50,7 +50,7 @@ type Config struct {
 	// A closed-loop writer faster than that would be refused rate_limited
 	// and time its own back-off as ack latency.
 	SessionRate float64
-	Duration  time.Duration
+	Duration    time.Duration
 	// Warmup runs the load this long before the measured window opens:
 	// counters and histograms start at the window.
 	Warmup time.Duration
