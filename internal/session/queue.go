@@ -43,6 +43,12 @@ type queue struct {
 	final     *closing
 	ending    bool // finish was called: the session is on its way out
 	writing   bool // a writer goroutine is running
+	// urgent is set while something other than an update is queued (an
+	// ack, an error, a snapshot...), and hurry is the writer's signal while
+	// it gathers: only a stream of teammates' updates waits out the write
+	// delay; what answers the session itself goes at once.
+	urgent bool
+	hurry  chan struct{}
 
 	limit, snapLimit int
 	start            func() // starts a writer goroutine; called with mu held
@@ -80,7 +86,34 @@ func (q *queue) push(m outMsg) bool {
 		q.bytes += len(m.b)
 	}
 	q.msgs = append(q.msgs, m)
+	if m.kind != kindUpdate {
+		q.hasten()
+	}
 	q.wake()
+	return true
+}
+
+// hasten marks the queue urgent and cuts a gathering writer's wait short.
+func (q *queue) hasten() {
+	q.urgent = true
+	if q.hurry != nil {
+		select {
+		case q.hurry <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// gather registers hurry as the signal that ends the writer's wait (nil:
+// the wait is over). It reports false, registering nothing, when something
+// urgent is queued already: the writer should not wait at all.
+func (q *queue) gather(hurry chan struct{}) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if hurry != nil && (q.urgent || q.final != nil || q.closed) {
+		return false
+	}
+	q.hurry = hurry
 	return true
 }
 
@@ -124,6 +157,7 @@ func (q *queue) finish(last []byte, code int, reason string) {
 	q.beat = false
 	q.final = &closing{code: code, reason: reason}
 	q.ending = true
+	q.hasten()
 	q.wake()
 }
 
@@ -149,6 +183,7 @@ func (q *queue) take(into []outMsg) (msgs []outMsg, beat bool, final *closing, d
 	// The two slices swap: the writer's emptied one takes the next pushes,
 	// so neither side copies or regrows in the steady state.
 	msgs, q.msgs = q.msgs, into[:0]
+	q.urgent = false
 	q.bytes, q.snapBytes = 0, 0
 	beat, q.beat = q.beat, false
 	final, q.final = q.final, nil

@@ -65,6 +65,7 @@ type room struct {
 	pending    map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
 	fan        []fanned            // applied, not yet pushed (empty whenever mu is free)
 	fanAuthors map[string]struct{} // fanOutLocked's scratch
+	fanOffs    []int
 	waiters    []waiter
 	editors    []protocol.Editor
 

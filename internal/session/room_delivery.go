@@ -177,10 +177,11 @@ type fanned struct {
 
 // fanOutLocked pushes the updates applied since the last call to every
 // member but their authors. Several updates delivered together (a group
-// commit, a pub/sub message of another node's group, a log read) reach
-// each session as one queued message, joined by the batch separator: one
-// push and one writer wake per session per delivery, not per update; the
-// members that authored none of them share one copy.
+// commit, a pub/sub message of another node's group, a log read) are joined
+// once, by the batch separator, and reach each session as one queued
+// message: one push and one writer wake per session per delivery, not per
+// update. An author gets the runs of that same copy around its own updates,
+// as sub-slices: nothing is copied per session.
 func (r *room) fanOutLocked() {
 	fan := r.fan
 	switch len(fan) {
@@ -194,60 +195,52 @@ func (r *room) fanOutLocked() {
 			}
 		}
 	default:
+		size := 0
+		for _, f := range fan {
+			size += len(f.msg) + 1
+		}
+		all := make([]byte, 0, size)
+		offs := r.fanOffs[:0]
 		authors := r.fanAuthors
 		clear(authors)
 		for _, f := range fan {
+			offs = append(offs, len(all))
+			all = append(append(all, f.msg...), protocol.BatchSeparator)
 			if f.author != "" {
 				authors[f.author] = struct{}{}
 			}
 		}
-		var all []byte
+		offs = append(offs, len(all))
+		r.fanOffs = offs
+		// run is fan[a:b] as one message of all.
+		run := func(a, b int) outMsg {
+			return outMsg{b: all[offs[a] : offs[b]-1], kind: kindUpdate, campaign: r.id, joined: b-a > 1}
+		}
+		whole := run(0, len(fan))
 		for s, m := range r.members {
-			if _, own := authors[s.id]; own {
-				if b, n := joinFanned(fan, s.id); n > 0 {
-					m.s.send(outMsg{b: b, kind: kindUpdate, campaign: r.id, joined: n > 1})
-				}
+			if _, own := authors[s.id]; !own {
+				m.s.send(whole)
 				continue
 			}
-			if all == nil {
-				all, _ = joinFanned(fan, "")
+			a := 0
+			for i, f := range fan {
+				if f.author == s.id {
+					if i > a {
+						m.s.send(run(a, i))
+					}
+					a = i + 1
+				}
 			}
-			m.s.send(outMsg{b: all, kind: kindUpdate, campaign: r.id, joined: true})
+			if a < len(fan) {
+				m.s.send(run(a, len(fan)))
+			}
 		}
 	}
 	clear(fan)
 	r.fan = fan[:0]
 	if cap(r.fan) > maxGroup {
-		r.fan = nil
+		r.fan, r.fanOffs = nil, nil
 	}
-}
-
-// joinFanned joins the messages not authored by skip, and counts them.
-func joinFanned(fan []fanned, skip string) ([]byte, int) {
-	size, n := 0, 0
-	for _, f := range fan {
-		if skip == "" || f.author != skip {
-			size += len(f.msg) + 1
-			n++
-		}
-	}
-	if n == 1 {
-		for _, f := range fan {
-			if skip == "" || f.author != skip {
-				return f.msg, 1
-			}
-		}
-	}
-	b := make([]byte, 0, size)
-	for _, f := range fan {
-		if skip == "" || f.author != skip {
-			if len(b) > 0 {
-				b = append(b, protocol.BatchSeparator)
-			}
-			b = append(b, f.msg...)
-		}
-	}
-	return b, n
 }
 
 func (r *room) applyLocked(c committed, rev int64) {

@@ -189,7 +189,8 @@ func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // a delay ago gathers for the rest of that delay before its next pass; the
 // delay grows with the number of busy writers on the node (one millisecond
 // per twenty, up to MaxWriteDelay). An isolated message still goes out at
-// once: only a session that is receiving a stream waits.
+// once: only a session that is receiving a stream waits, and only for
+// teammates' updates: an ack, an error or a snapshot cuts the wait short.
 func (s *Session) writer() {
 	defer s.writers.Done()
 	h := s.hub
@@ -197,11 +198,28 @@ func (s *Session) writer() {
 	defer h.writing.Add(-1)
 	var batch []outMsg
 	var last time.Time
+	var timer *time.Timer
+	var hurry chan struct{}
 	for {
 		if !last.IsZero() {
 			delay := min(time.Duration(h.writing.Load())*time.Millisecond/20, h.cfg.MaxWriteDelay)
 			if wait := delay - time.Since(last); wait > 100*time.Microsecond {
-				time.Sleep(wait)
+				if timer == nil {
+					timer, hurry = time.NewTimer(wait), make(chan struct{}, 1)
+				} else {
+					timer.Reset(wait)
+				}
+				if s.out.gather(hurry) {
+					select {
+					case <-timer.C:
+					case <-hurry:
+					}
+					s.out.gather(nil)
+					select { // a signal sent as the timer fired
+					case <-hurry:
+					default:
+					}
+				}
 			}
 		}
 		var beat, done bool
