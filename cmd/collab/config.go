@@ -29,6 +29,9 @@ type config struct {
 	LogFormat      string
 	PprofAddr      string
 	SessionRate    float64
+	// SavedWindow is the campaign.saved webhook's window: at most one
+	// event per campaign per window.
+	SavedWindow time.Duration
 
 	origins     auth.Origins
 	sessionRate string
@@ -73,6 +76,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		flushDef = "2s"
 	}
 	flush := fs.String("flush-interval", flushDef, "autosave interval while a draft is dirty, a Go duration (COLLAB_FLUSH_INTERVAL)")
+	windowDef := getenv("COLLAB_WEBHOOK_SAVED_WINDOW")
+	if windowDef == "" {
+		windowDef = "30s"
+	}
+	window := fs.String("webhook-saved-window", windowDef, "at most one campaign.saved webhook per campaign per this window, a Go duration; 0: one per save (COLLAB_WEBHOOK_SAVED_WINDOW)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -91,6 +99,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		bad("COLLAB_FLUSH_INTERVAL", "%s is outside 50ms..1h", d)
 	}
 	c.FlushInterval = d
+	if w, err := time.ParseDuration(*window); err != nil || w < 0 || w > 24*time.Hour {
+		bad("COLLAB_WEBHOOK_SAVED_WINDOW", "%q is not a Go duration between 0s and 24h", *window)
+	} else {
+		c.SavedWindow = w
+	}
 	if r, err := strconv.ParseFloat(c.sessionRate, 64); err != nil || r < 1 || r > 1e6 {
 		bad("COLLAB_SESSION_RATE", "%q is not a number of requests per second between 1 and 1000000", c.sessionRate)
 	} else {

@@ -35,6 +35,7 @@ import (
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/store"
 	"github.com/collab-dev/collab/internal/store/sqlstore"
+	"github.com/collab-dev/collab/internal/webhook/outbox"
 	"github.com/collab-dev/collab/web"
 )
 
@@ -45,6 +46,8 @@ Usage:
   collab token -user U -workspace W -role R   print a signed token
   collab seed -workspace W -profiles N         import N realistic demo profiles
   collab bench -url URL [flags]                load a server over real WebSockets and report
+  collab webhooks replay -workspace W -from N [-to M] [-endpoint E]
+                                               deliver webhook events N..M again
   collab help
 
 Run "collab serve -h" for the settings, "collab bench -h" for the load options.
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return seedCmd(ctx, args, getenv, stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, args, getenv, stdout, stderr)
+	case "webhooks":
+		return webhooksCmd(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -133,7 +138,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	}
 
 	// Durable store.
-	s.store, err = openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	s.store, err = openStore(ctx, cfg.DatabaseURL, cfg.DataDir, cfg.SavedWindow)
 	switch {
 	case cfg.DatabaseURL == "":
 		log.Info("durable store: embedded SQLite (single-node default); set COLLAB_DATABASE_URL=postgres://... for PostgreSQL", "file", filepath.Join(cfg.DataDir, "collab.db"))
@@ -203,14 +208,16 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	mon := health.New(ctx, time.Second, time.Second,
 		health.Check{Name: "redis", Ping: func(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }, Gauge: metrics.RedisUp},
 		health.Check{Name: "store", Ping: s.store.Ping, Gauge: metrics.StoreUp})
+	hooks := outbox.New(s.store, outbox.Options{}, log.With("subsystem", "webhooks"))
 	runCtx, stopRun := context.WithCancel(context.Background())
 	s.stopRun, s.runDone = stopRun, make(chan struct{})
 	go func() {
 		defer close(s.runDone)
 		var wg sync.WaitGroup
-		wg.Add(2)
+		wg.Add(3)
 		go func() { defer wg.Done(); sched.Run(runCtx) }()
 		go func() { defer wg.Done(); mon.Run(runCtx) }()
+		go func() { defer wg.Done(); hooks.Run(runCtx) }()
 		s.flusher.Run(runCtx)
 		wg.Wait()
 	}()
@@ -486,7 +493,7 @@ func seedCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if *n < 1 {
 		return errors.New("seed: -profiles must be at least 1")
 	}
-	st, err := openStore(ctx, *dbURL, *dataDir)
+	st, err := openDB(ctx, *dbURL, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -503,7 +510,16 @@ func seedCmd(ctx context.Context, args []string, getenv func(string) string, std
 
 // openStore opens the durable store a database URL names (empty: the
 // embedded SQLite file of the data dir).
-func openStore(ctx context.Context, dbURL, dataDir string) (store.Store, error) {
+func openStore(ctx context.Context, dbURL, dataDir string, savedWindow time.Duration) (store.Store, error) {
+	db, err := openDB(ctx, dbURL, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	db.SetSavedWindow(savedWindow)
+	return db, nil
+}
+
+func openDB(ctx context.Context, dbURL, dataDir string) (*sqlstore.DB, error) {
 	switch {
 	case dbURL == "":
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -515,4 +531,41 @@ func openStore(ctx context.Context, dbURL, dataDir string) (store.Store, error) 
 	default:
 		return sqlstore.OpenPostgres(ctx, dbURL)
 	}
+}
+
+// webhooksCmd replays a range of webhook events from the configured store:
+// their deliveries become due again, with their original idempotency keys,
+// and every node's deliverer sends them.
+func webhooksCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "replay" {
+		return errors.New("webhooks: usage: collab webhooks replay -workspace W -from N [-to M] [-endpoint E]")
+	}
+	fs := flag.NewFlagSet("collab webhooks replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ws := fs.String("workspace", "", "the workspace whose deliveries to replay")
+	from := fs.Int64("from", 0, "first event id (the number in evt_N)")
+	to := fs.Int64("to", 0, "last event id; 0: the same as -from")
+	endpoint := fs.String("endpoint", "", "only this endpoint (wh_...); empty: every endpoint of the workspace")
+	dbURL := fs.String("database-url", getenv("COLLAB_DATABASE_URL"), "as for serve (COLLAB_DATABASE_URL)")
+	dataDir := fs.String("data-dir", or(getenv("COLLAB_DATA_DIR"), "./collab-data"), "as for serve (COLLAB_DATA_DIR)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *to == 0 {
+		*to = *from
+	}
+	if *ws == "" || *from < 1 || *to < *from {
+		return errors.New("webhooks replay: need -workspace and 1 <= -from <= -to")
+	}
+	st, err := openDB(ctx, *dbURL, *dataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := st.Replay(ctx, *ws, *from, *to, *endpoint)
+	if err != nil {
+		return fmt.Errorf("webhooks replay: %w", err)
+	}
+	fmt.Fprintf(stdout, "%d deliveries of events %d..%d queued again\n", n, *from, *to)
+	return nil
 }

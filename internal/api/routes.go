@@ -47,6 +47,10 @@ func New(d Deps) http.Handler {
 		r.Post("/v1/profiles", s.importProfiles)
 		r.Get("/v1/audiences", s.listAudiences)
 		r.Get("/v1/audiences/{id}", s.getAudience)
+		r.Post("/v1/webhooks", s.createWebhook)
+		r.Get("/v1/webhooks", s.listWebhooks)
+		r.Delete("/v1/webhooks/{id}", s.deleteWebhook)
+		r.Get("/v1/webhooks/{id}/deliveries", s.webhookDeliveries)
 		if d.Extra != nil {
 			d.Extra(r)
 		}

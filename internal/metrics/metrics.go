@@ -63,10 +63,30 @@ var (
 	})
 )
 
+// The webhook outbox's figures (every node reports the shared outbox).
+var (
+	WebhookPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_webhook_pending", Help: "Webhook deliveries not yet made (all nodes' outbox).",
+	})
+	WebhookOldestPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_webhook_oldest_pending_seconds", Help: "Age of the oldest webhook event still to deliver.",
+	})
+	WebhookFailed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_webhook_failed", Help: "Webhook deliveries given up after every retry (a replay sends them again).",
+	})
+	WebhookDelivered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collab_webhook_deliveries_total", Help: "Webhook deliveries this node made (2xx answers).",
+	})
+	WebhookFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collab_webhook_failures_total", Help: "Webhook attempts this node made that failed (retried later).",
+	})
+)
+
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, Sessions, Rooms, Messages, Errors, Edits, Conflicts, SlowClosed, WriterPasses, FramesSent, FanoutLag,
-		Flushes, OldestUnflushed, StoreUp, RedisUp)
+		Flushes, OldestUnflushed, StoreUp, RedisUp,
+		WebhookPending, WebhookOldestPending, WebhookFailed, WebhookDelivered, WebhookFailures)
 }
 
 // Handler serves the registry in the Prometheus text format.

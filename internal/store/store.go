@@ -12,6 +12,7 @@ import (
 
 	"github.com/collab-dev/collab/internal/audience"
 	"github.com/collab-dev/collab/internal/campaign"
+	"github.com/collab-dev/collab/internal/webhook"
 )
 
 // Campaigns is the campaign half of the durable store. Every method is scoped
@@ -68,12 +69,36 @@ type DraftSave struct {
 	At          time.Time
 }
 
+// Webhooks is the outbox half: endpoints per workspace, and the events the
+// other halves write in the same transactions as their changes (a save, a
+// publish, a status change, a Save audience), with one delivery per
+// endpoint each. A rolled-back change leaves no event.
+type Webhooks interface {
+	CreateEndpoint(ctx context.Context, e webhook.Endpoint) error
+	// Endpoints lists a workspace's endpoints, without their secrets.
+	Endpoints(ctx context.Context, workspace string) ([]webhook.Endpoint, error)
+	DeleteEndpoint(ctx context.Context, workspace, id string) error
+	// Events lists a workspace's events with an id above after, oldest first.
+	Events(ctx context.Context, workspace string, after int64, limit int) ([]webhook.Event, error)
+	// ClaimDeliveries, RecordAttempt and OutboxStats are the deliverer's
+	// (outbox.Store).
+	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]webhook.Delivery, error)
+	RecordAttempt(ctx context.Context, a webhook.Attempt) error
+	OutboxStats(ctx context.Context) (webhook.Stats, error)
+	// Deliveries is an endpoint's delivery log, newest first.
+	Deliveries(ctx context.Context, workspace, endpoint string, limit int) ([]webhook.DeliveryLog, error)
+	// Replay makes the deliveries of events from..to due again (endpoint ""
+	// for all of the workspace's), and returns how many.
+	Replay(ctx context.Context, workspace string, from, to int64, endpoint string) (int64, error)
+}
+
 // Store is the whole durable store.
 type Store interface {
 	Campaigns
 	Profiles
 	Audiences
 	Schedules
+	Webhooks
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	Close() error

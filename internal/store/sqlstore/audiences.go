@@ -12,6 +12,7 @@ import (
 	"github.com/collab-dev/collab/internal/audience"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/store"
+	"github.com/collab-dev/collab/internal/webhook"
 )
 
 func audienceNotFound(id string) error {
@@ -188,6 +189,10 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 	// population's; append merges the columns.
 	if _, err := tx.ExecContext(ctx, `UPDATE audiences SET columns = $1, count = $2, kind = 'list', dimension = 'profile', source_campaign = $3, updated_at = $4 WHERE id = $5`,
 		string(colsJSON), res.Count, a.SourceCampaign, now, res.Audience); err != nil {
+		return res, err
+	}
+	if err := enqueueData(ctx, tx, a.Workspace, webhook.AudienceSaved, a.SourceCampaign, webhook.AudienceSavedData{Audience: res.Audience, Label: res.Label,
+		Campaign: a.SourceCampaign, Created: res.Created, Mode: a.UpdateMode, Count: res.Count, Added: res.Added, Removed: res.Removed, At: fromMS(now)}, fromMS(now)); err != nil {
 		return res, err
 	}
 	if s.dialect == sqlite { // PostgreSQL drops it on commit

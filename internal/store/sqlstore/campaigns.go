@@ -11,6 +11,7 @@ import (
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/store"
+	"github.com/collab-dev/collab/internal/webhook"
 )
 
 func notFound(id string) error { return errcode.New(errcode.NotFound, "campaign %s not found", id) }
@@ -154,6 +155,12 @@ func (s *DB) transition(ctx context.Context, c *campaign.Campaign, next campaign
 			return false, err
 		}
 	}
+	if next != c.Status {
+		if err := enqueueData(ctx, tx, c.Workspace, webhook.CampaignStatusChanged, c.ID,
+			webhook.StatusChanged{Campaign: c.ID, From: string(c.Status), To: string(next), At: fromMS(ms(now))}, now); err != nil {
+			return false, err
+		}
+	}
 	return true, tx.Commit()
 }
 
@@ -203,6 +210,10 @@ func (s *DB) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
 		return 0, s.wrap(op, err)
 	}
 	if err := saveSchedule(ctx, tx, d.Workspace, d.ID, d.Doc); err != nil {
+		return 0, s.wrap(op, err)
+	}
+	if err := s.enqueueSaved(ctx, tx, d.Workspace, webhook.Saved{Campaign: d.ID, Version: v, FromVersion: v, RevFrom: d.RevFrom, RevTo: d.Rev,
+		Authors: nonNil(d.Authors), Trigger: string(d.Trigger), SavedAt: at}, at); err != nil {
 		return 0, s.wrap(op, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -259,6 +270,9 @@ func (s *DB) Publish(ctx context.Context, workspace, id, by string) (int64, erro
 	v := c.Version + 1
 	if err := insertVersion(ctx, tx, id, campaign.Version{Version: v, RevFrom: c.Rev, Rev: c.Rev, At: now,
 		By: by, Authors: []string{by}, Trigger: campaign.TriggerPublish, Doc: c.Draft}); err != nil {
+		return 0, s.wrap(op, err)
+	}
+	if err := enqueueData(ctx, tx, workspace, webhook.CampaignPublished, id, webhook.Published{Campaign: id, Version: v, By: by, At: fromMS(ms(now))}, now); err != nil {
 		return 0, s.wrap(op, err)
 	}
 	return v, s.wrap(op, tx.Commit())

@@ -43,6 +43,8 @@ type DB struct {
 	db      *sql.DB
 	dialect dialect
 	pool    *pgxpool.Pool // PostgreSQL only: bulk paths use pgx directly
+
+	savedWindow time.Duration // see SetSavedWindow
 }
 
 // OpenSQLite opens (creating it if needed) the SQLite database file at path

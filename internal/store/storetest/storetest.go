@@ -44,6 +44,8 @@ func Run(t *testing.T, open Open) {
 		{"SaveAudience", testSaveAudience},
 		{"MonthlyReplace", testMonthlyReplace},
 		{"SchedulesFollowSaves", testSchedulesFollowSaves},
+		{"WebhookOutbox", testWebhookOutbox},
+		{"WebhookSavedWindow", testWebhookSavedWindow},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
