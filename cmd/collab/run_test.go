@@ -223,3 +223,22 @@ func TestRedisClientURLs(t *testing.T) {
 		cl.Close()
 	}
 }
+
+// -h prints the settings and is not a failure; a bad flag is.
+func TestHelpExitsZero(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"serve", "-h"}, 0, "COLLAB_WEBHOOK_SAVED_WINDOW"},
+		{[]string{"-h"}, 0, "COLLAB_ADDR"},
+		{[]string{"serve", "-frobnicate"}, 1, "frobnicate"},
+	} {
+		var out strings.Builder
+		err := run(context.Background(), tc.args, func(string) string { return "" }, &out, &out)
+		if code := exitCode(err, &out); code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v: exit %d, want %d; output %q lacks %q", tc.args, code, tc.code, out.String(), tc.want)
+		}
+	}
+}
