@@ -94,6 +94,7 @@ func (f *fixture) do(method, path, token, body string) (int, map[string]any) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkResponse(f.t, method, req.URL.Path, resp.StatusCode, raw)
 	var m map[string]any
 	json.Unmarshal(raw, &m)
 	return resp.StatusCode, m

@@ -1,6 +1,7 @@
 package api
 
 import (
+	_ "embed"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -30,6 +31,7 @@ func New(d Deps) http.Handler {
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Handle("/metrics", metrics.Handler())
+	r.Get("/v1/openapi.json", serveOpenAPI)
 	if d.Sessions != nil {
 		r.Handle("/v1/ws", d.Sessions)
 	}
@@ -77,4 +79,15 @@ func (s *server) countRequests(next http.Handler) http.Handler {
 		}
 		metrics.HTTPRequests.WithLabelValues(route, r.Method, strconv.Itoa(code)).Inc()
 	})
+}
+
+// OpenAPI is the description of every route above (OpenAPI 3.1); a test
+// holds the two to each other.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(OpenAPI)
 }
