@@ -16,6 +16,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${COLLAB_CI_BROWSER:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
+command -v node >/dev/null 2>&1 || missing+=(nodejs) # the client's unit tests
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
