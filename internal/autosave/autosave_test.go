@@ -730,7 +730,7 @@ func TestStaleFlushAcrossNewEpoch(t *testing.T) {
 		// Redis loses the buffer (a crash without its AOF): the next edit
 		// reopens it in a new epoch at the saved rev 0.
 		rdb := n.Buf.Redis()
-		keys, _ := rdb.Keys(ctx, n.Buf.Options().Prefix+":{"+id+"}:*").Result()
+		keys := sessiontest.Keys(ctx, rdb, n.Buf.Options().Prefix+":{"+id+"}:*")
 		if len(keys) == 0 || rdb.Del(ctx, keys...).Err() != nil {
 			t.Fatalf("cannot drop the buffer: %v", keys)
 		}

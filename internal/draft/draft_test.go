@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/testenv"
@@ -602,4 +604,67 @@ func TestScriptsBeyondUnpackLimit(t *testing.T) {
 			t.Fatalf("a batch of 5,000 paths: %+v %v", res, err)
 		}
 	})
+}
+
+// Every key of a campaign carries its hash tag, so that the edit script's
+// keys share one slot: proven on the Redis Cluster backend by asking the
+// servers where each key they hold lives.
+func TestCampaignKeysShareOneSlot(t *testing.T) {
+	ran := false
+	for _, be := range testenv.RedisBackends(t) {
+		if !be.IsCluster() {
+			continue
+		}
+		ran = true
+		t.Run(be.Name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := be.Client(t).(*redis.ClusterClient)
+			b := New(rdb, Options{Prefix: "t" + randHex()})
+			e := open(t, b)
+			want(t, e.edit("A", 0, "a1", "/a"), Accepted, 1)
+			want(t, e.edit("B", 1, "", "/b"), Accepted, 2)
+			if err := b.Stage(ctx, "c1", "ann", "/messages/email", json.RawMessage(`{"subject":"x"}`), 2); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.SetPresence(ctx, "c1", Presence{User: "u1", Name: "Ann", Session: "s1", Tab: "details"}); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := b.Lease(ctx, "c1", "tok", time.Minute); !ok || err != nil {
+				t.Fatalf("lease: %v %v", ok, err)
+			}
+			var mu sync.Mutex
+			var keys []string
+			if err := rdb.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+				iter := c.Scan(ctx, 0, b.opts.Prefix+":*", 1000).Iterator()
+				for iter.Next(ctx) {
+					mu.Lock()
+					keys = append(keys, iter.Val())
+					mu.Unlock()
+				}
+				return iter.Err()
+			}); err != nil {
+				t.Fatal(err)
+			}
+			slots := map[int64][]string{}
+			for _, k := range keys {
+				if k == b.DirtyKey() {
+					continue // the node-wide set of dirty campaigns: a slot of its own
+				}
+				slot, err := rdb.ClusterKeySlot(ctx, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				slots[slot] = append(slots[slot], k)
+			}
+			if len(slots) != 1 || len(keys) < 5 {
+				t.Fatalf("campaign c1's %d keys are in %d slots: %v", len(keys), len(slots), slots)
+			}
+			for _, ks := range slots {
+				t.Logf("%d keys of campaign c1, all in one slot: %v", len(ks), ks)
+			}
+		})
+	}
+	if !ran {
+		t.Skip("no Redis Cluster: set " + testenv.ClusterVar + "=redis-cluster://h1:p1,h2:p2,h3:p3 to prove the hash tags (bash .ci/run starts one)")
+	}
 }

@@ -168,7 +168,7 @@ func TestResyncOfALargeDocumentKeepsSessions(t *testing.T) {
 		// every session refresh "gap" and a ~200 KiB snapshot.
 		ctx := context.Background()
 		rdb := n.Buf.Redis()
-		keys, _ := rdb.Keys(ctx, n.Buf.Options().Prefix+":{"+id+"}:*").Result()
+		keys := sessiontest.Keys(ctx, rdb, n.Buf.Options().Prefix+":{"+id+"}:*")
 		rdb.Del(ctx, keys...)
 		ann.Edit(id, 0, `[{"op":"replace","path":"/name","value":"x"}]`)
 		for i, w := range watchers {
@@ -376,6 +376,54 @@ func TestHeartbeatNeedsNoAnswer(t *testing.T) {
 		}
 		if grew := runtime.NumGoroutine() - before; grew > 3 {
 			t.Fatalf("%d more goroutines after heartbeats to %d idle sessions", grew, sessions)
+		}
+	})
+}
+
+// A workspace's document schema refuses an edit whose result breaks it,
+// naming the path and the rule, with nothing applied or relayed; a path the
+// schema reserves to admins refuses an editor.
+func TestDocumentSchemaChecksEdits(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n := c.Node(session.Config{})
+		ws := "w_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		if err := c.Store.SetDocumentSchema(context.Background(), ws, []byte(`{"type":"object","properties":{
+			"name":{"type":"string","maxLength":20},
+			"pricing":{"type":"object","x-collab-role":"admin","properties":{"price":{"type":"number","minimum":0}}}}}`), "admin"); err != nil {
+			t.Fatal(err)
+		}
+		id := c.Campaign(ws, `{"name":"Spring","pricing":{"price":5}}`)
+		ann := c.Connect(n, "ann", ws, auth.Editor)
+		ann.Join(id)
+		boss := c.Connect(n, "boss", ws, auth.Admin)
+		boss.Join(id)
+		cases := []struct {
+			who  *sessiontest.Client
+			ops  string
+			code string
+			want string
+		}{
+			{ann, `[{"op":"replace","path":"/name","value":"far too long for the schema's twenty"}]`, "bad_request", `/name breaks rule "#/properties/name/maxLength"`},
+			{ann, `[{"op":"replace","path":"/pricing/price","value":9}]`, "forbidden", "admin"},
+			{boss, `[{"op":"replace","path":"/pricing/price","value":-1}]`, "bad_request", "/pricing/price"},
+		}
+		for i, tc := range cases {
+			tc.who.Edit(id, 0, tc.ops, "ref", "s"+strconv.Itoa(i))
+			e := tc.who.Expect("error")
+			if e["code"] != tc.code || e["ref"] != "s"+strconv.Itoa(i) || !strings.Contains(e["message"].(string), tc.want) {
+				t.Fatalf("%s: %v, want %s naming %q", tc.ops, e, tc.code, tc.want)
+			}
+		}
+		entries, _ := n.Buf.Log(context.Background(), id, 0, -1)
+		if len(entries) != 0 {
+			t.Fatalf("refused edits reached the log: %d entries", len(entries))
+		}
+		boss.Edit(id, 0, `[{"op":"replace","path":"/pricing/price","value":7}]`, "ref", "ok")
+		if a := boss.Expect("ack"); sessiontest.Num(a["rev"]) != 1 {
+			t.Fatalf("valid edit: %v", a)
+		}
+		if u := ann.Expect("update"); sessiontest.Num(u["rev"]) != 1 {
+			t.Fatalf("ann saw %v", u)
 		}
 	})
 }

@@ -59,6 +59,8 @@ type Bus interface {
 type Campaigns interface {
 	Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
 	FenceEpoch(ctx context.Context, workspace, id, from string, rev int64, next string) error
+	// DocumentSchema is the workspace's schema for its documents (nil: none).
+	DocumentSchema(ctx context.Context, workspace string) ([]byte, error)
 }
 
 // Saver flushes a campaign's draft to the durable store at once; autosave
@@ -167,6 +169,8 @@ type Hub struct {
 	wg             sync.WaitGroup // sessions and rooms
 	heartbeatsDone chan struct{}
 
+	schemas *schemaCache
+
 	// origin tags the batches this hub sends to the edit script, unique per
 	// hub (Node may repeat): the script's pub/sub message carries it, so the
 	// rooms drop their own node's copy without reading it.
@@ -186,6 +190,7 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 		handlers: map[string]Handler{}, presenceTTL: presenceTTL, ctx: ctx, cancel: cancel,
 		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, heartbeatsDone: make(chan struct{}),
 		origin: randid.New("n")}
+	h.schemas = &schemaCache{src: campaigns, log: log, m: map[string]schemaEntry{}}
 	// The core commands sit in the same table as the features' (hello,
 	// which may come before any claims, is the dispatcher's own).
 	for typ, fn := range map[string]func(*Session, *protocol.Request) error{

@@ -108,6 +108,9 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	if err != nil {
 		return err
 	}
+	if _, err := h.schemas.get(ctx, r.ws); err != nil {
+		return err // read now, so that edits have it even if the store goes away
+	}
 	r.mu.Lock()
 	r.resetLocked(head, doc, rev, c)
 	r.editors = editors

@@ -59,6 +59,11 @@ func (r *room) edit(ctx context.Context, m *member, req *protocol.Request, ops [
 			return false, err
 		}
 	}
+	schema, err := r.hub.schemas.get(ctx, r.ws)
+	if err != nil {
+		return false, err
+	}
+	role := string(s.Claims().Role)
 	r.mu.Lock()
 	if base > r.rev {
 		rev := r.rev
@@ -80,6 +85,14 @@ func (r *room) edit(ctx context.Context, m *member, req *protocol.Request, ops [
 	if err != nil {
 		r.mu.Unlock()
 		return false, r.invalid(ctx, m, req, base, epoch, keys, writes, err)
+	}
+	if schema != nil {
+		// Checked where the ops land, on the draft as they leave it.
+		if err := schema.Check(r.doc, ops, role); err != nil {
+			ch.Undo()
+			r.mu.Unlock()
+			return false, err
+		}
 	}
 	size := r.size + ch.SizeDelta
 	ch.Undo()

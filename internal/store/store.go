@@ -92,6 +92,14 @@ type Webhooks interface {
 	Replay(ctx context.Context, workspace string, from, to int64, endpoint string) (int64, error)
 }
 
+// Schemas holds each workspace's JSON Schema for its campaign documents.
+type Schemas interface {
+	// DocumentSchema returns the workspace's schema, nil when it has none.
+	DocumentSchema(ctx context.Context, workspace string) ([]byte, error)
+	// SetDocumentSchema replaces it; nil removes it.
+	SetDocumentSchema(ctx context.Context, workspace string, raw []byte, by string) error
+}
+
 // Store is the whole durable store.
 type Store interface {
 	Campaigns
@@ -99,6 +107,7 @@ type Store interface {
 	Audiences
 	Schedules
 	Webhooks
+	Schemas
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	Close() error

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -15,9 +16,15 @@ type RedisBackend struct {
 	URL string
 }
 
-// Client returns a new client for the backend, closed with the test.
+// Client returns a new client for the backend, closed with the test: a
+// cluster client for a redis-cluster:// URL.
 func (b RedisBackend) Client(tb testing.TB) redis.UniversalClient {
 	tb.Helper()
+	if addrs, ok := strings.CutPrefix(b.URL, "redis-cluster://"); ok {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+		tb.Cleanup(func() { c.Close() })
+		return c
+	}
 	opt, err := redis.ParseURL(b.URL)
 	if err != nil {
 		tb.Fatal(err)
@@ -42,8 +49,19 @@ func RedisBackends(t *testing.T) []RedisBackend {
 		}
 		out = append(out, RedisBackend{Name: "redis", URL: url})
 	}
+	if url := lookupQuiet(t, "cluster", ClusterVar); url != "" {
+		be := RedisBackend{Name: "cluster", URL: url}
+		c := be.Client(t)
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			t.Fatalf("%s=%s: %v", ClusterVar, url, err)
+		}
+		out = append(out, be)
+	}
 	return out
 }
+
+// IsCluster reports whether the backend is a Redis Cluster.
+func (b RedisBackend) IsCluster() bool { return strings.HasPrefix(b.URL, "redis-cluster://") }
 
 func mustParse(t *testing.T, url string) *redis.Options {
 	opt, err := redis.ParseURL(url)

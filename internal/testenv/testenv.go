@@ -14,9 +14,12 @@ import (
 const (
 	// RedisVar holds a Redis URL for the real-Redis suites.
 	RedisVar = "COLLAB_TEST_REDIS_URL"
+	// ClusterVar holds a Redis Cluster as redis-cluster://h1:p1,h2:p2,...
+	// for the real-Redis suites to run on it too.
+	ClusterVar = "COLLAB_TEST_REDIS_CLUSTER_URL"
 	// PostgresVar holds a PostgreSQL URL for the real-PostgreSQL suites.
 	PostgresVar = "COLLAB_TEST_DATABASE_URL"
-	// RequireVar lists backends that must be present: "redis,postgres,chromium".
+	// RequireVar lists backends that must be present: "redis,cluster,postgres,chromium".
 	RequireVar = "COLLAB_TEST_REQUIRE"
 )
 

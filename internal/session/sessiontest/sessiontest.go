@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -341,3 +342,23 @@ func (n *Node) OnStop(fn func()) { n.stops = append(n.stops, fn) }
 
 // URL is the node's base HTTP URL.
 func (n *Node) URL() string { return n.Srv.URL }
+
+// Keys lists the keys matching pattern on every server: on a Redis
+// Cluster, KEYS answers for one node only.
+func Keys(ctx context.Context, rdb redis.UniversalClient, pattern string) []string {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		keys, _ := rdb.Keys(ctx, pattern).Result()
+		return keys
+	}
+	var mu sync.Mutex
+	var keys []string
+	cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		k, err := c.Keys(ctx, pattern).Result()
+		mu.Lock()
+		keys = append(keys, k...)
+		mu.Unlock()
+		return err
+	})
+	return keys
+}
