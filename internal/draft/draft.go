@@ -186,7 +186,7 @@ func (b *Buffer) SetStatus(ctx context.Context, campaign, status string) error {
 		// On a missing buffer this leaves a meta without rev, which Open
 		// still treats as missing.
 		p.HSet(ctx, k.meta, "status", status)
-		p.Publish(ctx, k.channel, msg)
+		publishScript.Eval(ctx, p, []string{k.meta}, k.channel, msg) // from the slot's node: see publishScript
 		return nil
 	})
 	return unavailable("set status of "+campaign, err)
@@ -195,8 +195,18 @@ func (b *Buffer) SetStatus(ctx context.Context, campaign, status string) error {
 // Publish sends an event (already encoded) to every node's sessions on the
 // campaign.
 func (b *Buffer) Publish(ctx context.Context, campaign string, msg []byte) error {
-	return unavailable("publish to "+campaign, b.rdb.Publish(ctx, b.keys(campaign).channel, msg).Err())
+	k := b.keys(campaign)
+	return unavailable("publish to "+campaign, publishScript.Run(ctx, b.rdb, []string{k.meta}, k.channel, msg).Err())
 }
+
+// publishScript publishes from the server that holds the campaign's slot.
+// On a Redis Cluster a plain PUBLISH goes to any node and reaches the
+// others over the cluster bus, so two events published one after the other
+// (a save, then a publish) could arrive out of order, and out of order with
+// the updates the edit script publishes from the slot's node. A script
+// keyed by the campaign runs where the edit script runs: one origin, one
+// order. On a single server it is a plain PUBLISH.
+var publishScript = redis.NewScript(`return redis.call('PUBLISH', ARGV[1], ARGV[2])`)
 
 // Entry is one accepted batch in the log: its rev and the update message
 // exactly as sessions receive it.

@@ -309,13 +309,16 @@ func (c *cluster) start(nd *node) {
 	}
 	nd.exited = make(chan error, 1)
 	go func() { nd.exited <- nd.cmd.Wait(); logf.Close() }()
-	deadline := time.Now().Add(20 * time.Second)
+	// Generous: CI runs this beside every other package under -race.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, _ := c.get(nd, "/readyz", ""); code == 200 {
+		code, body := c.get(nd, "/readyz", "")
+		if code == 200 {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Errorf("node %d not ready in 20 s", nd.i)
+			raw, _ := os.ReadFile(nd.logf)
+			c.t.Errorf("node %d not ready in 30 s (/readyz %d %s); its log (tail):\n%s", nd.i, code, body, tail(string(raw), 3000))
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
