@@ -126,13 +126,24 @@ func TestCampaignLifecycleOverHTTP(t *testing.T) {
 	if code != 200 || got["live"] != nil || got["draft"].(map[string]any)["name"] != "Spring sale" {
 		t.Fatalf("get: %d %v", code, got)
 	}
+	// A draft with no message and no canvas is not launched unless forced;
+	// the answer lists what is missing, and the checklist says the same.
+	code, refused := f.do("POST", "/v1/campaigns/"+id+"/launch", ed, "")
+	problems, _ := refused["error"].(map[string]any)["problems"].([]any)
+	if code != 409 || errCode(refused) != "conflict" || len(problems) != 2 {
+		t.Fatalf("unready launch: %d %v", code, refused)
+	}
+	code, checks := f.do("GET", "/v1/campaigns/"+id+"/checks", ed, "")
+	if code != 200 || checks["ready"] != false || len(checks["problems"].([]any)) != 2 {
+		t.Fatalf("checks: %d %v", code, checks)
+	}
 	for _, step := range []struct {
 		action, token string
 		code          int
 		status        string
 	}{
 		{"stop", ed, 409, ""},
-		{"launch", ed, 200, "active"},
+		{"launch?force=true", ed, 200, "active"},
 		{"launch", ed, 409, ""},
 		{"stop", ed, 200, "stopped"},
 		{"resume", ed, 200, "active"},
@@ -149,7 +160,7 @@ func TestCampaignLifecycleOverHTTP(t *testing.T) {
 	if strings.Join(f.status.got, ",") != id+":active,"+id+":stopped,"+id+":active,"+id+":archived" {
 		t.Fatalf("status announcements %v", f.status.got)
 	}
-	if strings.Join(f.saver.saves, ",") != id+":archive" {
+	if strings.Join(f.saver.saves, ",") != id+":manual,"+id+":archive" { // the unready launch saved, to check what was typed
 		t.Fatalf("archive did not save the draft first: %v", f.saver.saves)
 	}
 	_, got = f.do("GET", "/v1/campaigns/"+id, ed, "")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/launch"
 	"github.com/collab-dev/collab/internal/randid"
 )
 
@@ -101,6 +102,18 @@ func (s *server) transition(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		WriteError(w, s.Log, err)
 		return
+	}
+	if a == campaign.Launch && r.URL.Query().Get("force") != "true" {
+		problems, err := s.launchProblems(r.Context(), c.Workspace, chi.URLParam(r, "id"))
+		if err != nil {
+			WriteError(w, s.Log, err)
+			return
+		}
+		if len(problems) > 0 {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": map[string]any{"code": errcode.Conflict,
+				"message": fmt.Sprintf("the campaign is not ready to launch (%d problems); fix them, or launch with ?force=true", len(problems)), "problems": problems}})
+			return
+		}
 	}
 	cp, err := s.applyTransition(r.Context(), c.Workspace, chi.URLParam(r, "id"), a)
 	if err != nil {
@@ -215,4 +228,48 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": chi.URLParam(r, "id"), "restored": v, "rev": rev})
+}
+
+// launchProblems saves the draft (what is typed is what launches) and runs
+// the pre-launch checklist on it.
+func (s *server) launchProblems(ctx context.Context, ws, id string) ([]launch.Problem, error) {
+	cp, err := s.Store.Campaign(ctx, ws, id)
+	if err != nil {
+		return nil, err
+	}
+	if cp.Status != campaign.Draft {
+		return nil, nil // the transition answers: only a draft launches
+	}
+	if s.Saver != nil {
+		if err := s.Saver.Save(ctx, ws, id, campaign.TriggerManual); err != nil {
+			return nil, err
+		}
+	}
+	if cp, err = s.Store.Campaign(ctx, ws, id); err != nil {
+		return nil, err
+	}
+	doc, err := campaign.ParseDocument(cp.Draft)
+	if err != nil {
+		return nil, err
+	}
+	return launch.Check(doc), nil
+}
+
+// checks answers the pre-launch checklist of the saved draft.
+func (s *server) checks(w http.ResponseWriter, r *http.Request) {
+	cp, err := s.Store.Campaign(r.Context(), Claims(r).Workspace, chi.URLParam(r, "id"))
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	doc, err := campaign.ParseDocument(cp.Draft)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	problems := launch.Check(doc)
+	if problems == nil {
+		problems = []launch.Problem{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": len(problems) == 0, "problems": problems})
 }

@@ -44,6 +44,7 @@ func New(d Deps) http.Handler {
 		r.Get("/v1/campaigns", s.listCampaigns)
 		r.Get("/v1/campaigns/{id}", s.getCampaign)
 		r.Post("/v1/campaigns/{id}/{action:launch|stop|resume|archive}", s.transition)
+		r.Get("/v1/campaigns/{id}/checks", s.checks)
 		r.Get("/v1/campaigns/{id}/versions", s.versions)
 		r.Post("/v1/campaigns/{id}/versions/{v}/restore", s.restore)
 		r.Post("/v1/profiles", s.importProfiles)

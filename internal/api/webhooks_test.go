@@ -44,7 +44,7 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 	// A campaign's creation has no event; its launch does.
 	_, c := f.do("POST", "/v1/campaigns", admin, `{"name":"Spring"}`)
 	cid, _ := c["id"].(string)
-	if code, m := f.do("POST", "/v1/campaigns/"+cid+"/launch", admin, ""); code != http.StatusOK {
+	if code, m := f.do("POST", "/v1/campaigns/"+cid+"/launch?force=true", admin, ""); code != http.StatusOK {
 		t.Fatalf("launch: %d %v", code, m)
 	}
 	code, log := f.do("GET", "/v1/webhooks/"+id+"/deliveries", admin, "")

@@ -31,7 +31,10 @@ export class API {
   campaigns() { return this.call("GET", "/v1/campaigns"); }
   createCampaign(name, doc) { return this.call("POST", "/v1/campaigns", { name, doc }); }
   campaign(id) { return this.call("GET", `/v1/campaigns/${encodeURIComponent(id)}`); }
-  transition(id, action) { return this.call("POST", `/v1/campaigns/${encodeURIComponent(id)}/${action}`); }
+  transition(id, action, force = false) {
+    return this.call("POST", `/v1/campaigns/${encodeURIComponent(id)}/${action}${force ? "?force=true" : ""}`);
+  }
+  checks(id) { return this.call("GET", `/v1/campaigns/${encodeURIComponent(id)}/checks`); }
   versions(id) { return this.call("GET", `/v1/campaigns/${encodeURIComponent(id)}/versions`); }
   restore(id, v) { return this.call("POST", `/v1/campaigns/${encodeURIComponent(id)}/versions/${v}/restore`); }
   audiences() { return this.call("GET", "/v1/audiences"); }

@@ -403,10 +403,32 @@ function campaignView(main, id, tab) {
         banner(`Draft published as version ${r.version}.`, "ok");
       } else {
         if (action === "archive" && !confirm("Archive this campaign? It can no longer be edited.")) return;
+        if (action === "launch") return await launch();
         await app.api.transition(id, action);
       }
     } catch (e) {
       banner(`${label} failed: ${e.message}`, "error");
+    }
+  }
+
+  // launch asks first, and shows the server's pre-launch checklist when the
+  // draft is not ready: what is missing, with the choice to launch anyway.
+  async function launch() {
+    const name = c.get("/name") || "this campaign";
+    if (!confirm(`Launch "${name}"? It goes live for its audience.`)) return;
+    try {
+      await app.api.transition(id, "launch");
+      banner(`"${name}" launched.`, "ok");
+    } catch (e) {
+      const problems = e.body?.error?.problems;
+      if (e.status !== 409 || !problems) throw e;
+      const list = problems.map((p) => `• ${p.message}`).join("\n");
+      if (!confirm(`"${name}" is not ready to launch:\n\n${list}\n\nLaunch anyway?`)) {
+        banner(`Not launched: ${problems.map((p) => p.message).join("; ")}.`, "error");
+        return;
+      }
+      await app.api.transition(id, "launch", true);
+      banner(`"${name}" launched despite ${problems.length} problem${problems.length > 1 ? "s" : ""}.`, "ok");
     }
   }
 
