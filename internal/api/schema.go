@@ -18,8 +18,8 @@ const maxSchemaBytes = 256 << 10
 // edits within a few seconds (docs/protocol.md).
 func (s *server) putSchema(w http.ResponseWriter, r *http.Request) {
 	c := Claims(r)
-	if c.Role != "admin" {
-		WriteError(w, s.Log, errcode.New(errcode.Forbidden, "only an admin can set the document schema"))
+	if err := requireAdmin(c, "set the document schema"); err != nil {
+		WriteError(w, s.Log, err)
 		return
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSchemaBytes))
@@ -58,8 +58,8 @@ func (s *server) getSchema(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) deleteSchema(w http.ResponseWriter, r *http.Request) {
 	c := Claims(r)
-	if c.Role != "admin" {
-		WriteError(w, s.Log, errcode.New(errcode.Forbidden, "only an admin can remove the document schema"))
+	if err := requireAdmin(c, "remove the document schema"); err != nil {
+		WriteError(w, s.Log, err)
 		return
 	}
 	if err := s.Store.SetDocumentSchema(r.Context(), c.Workspace, nil, c.User); err != nil {

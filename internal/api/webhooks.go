@@ -15,9 +15,10 @@ import (
 	"github.com/collab-dev/collab/internal/webhook"
 )
 
-func requireAdmin(c auth.Claims) error {
+// requireAdmin refuses a non-admin; what names the act ("manage webhooks").
+func requireAdmin(c auth.Claims, what string) error {
 	if c.Role != auth.Admin {
-		return errcode.New(errcode.Forbidden, "only an admin can manage webhooks; this token is a %s's", c.Role)
+		return errcode.New(errcode.Forbidden, "only an admin can %s; this token is a %s's", what, c.Role)
 	}
 	return nil
 }
@@ -26,7 +27,7 @@ func requireAdmin(c auth.Claims) error {
 // answer only.
 func (s *server) createWebhook(w http.ResponseWriter, r *http.Request) {
 	c := Claims(r)
-	if err := requireAdmin(c); err != nil {
+	if err := requireAdmin(c, "manage webhooks"); err != nil {
 		WriteError(w, s.Log, err)
 		return
 	}
@@ -54,7 +55,7 @@ func (s *server) createWebhook(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) listWebhooks(w http.ResponseWriter, r *http.Request) {
 	c := Claims(r)
-	if err := requireAdmin(c); err != nil {
+	if err := requireAdmin(c, "manage webhooks"); err != nil {
 		WriteError(w, s.Log, err)
 		return
 	}
@@ -68,7 +69,7 @@ func (s *server) listWebhooks(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 	c := Claims(r)
-	if err := requireAdmin(c); err != nil {
+	if err := requireAdmin(c, "manage webhooks"); err != nil {
 		WriteError(w, s.Log, err)
 		return
 	}
@@ -83,7 +84,7 @@ func (s *server) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 // (limit, default 50, at most 500), each with its attempts.
 func (s *server) webhookDeliveries(w http.ResponseWriter, r *http.Request) {
 	c := Claims(r)
-	if err := requireAdmin(c); err != nil {
+	if err := requireAdmin(c, "manage webhooks"); err != nil {
 		WriteError(w, s.Log, err)
 		return
 	}
