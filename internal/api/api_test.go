@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -227,8 +228,9 @@ func TestBadHTTPInput(t *testing.T) {
 			}
 		})
 	}
-	if code, body := f.do("POST", "/v1/campaigns/"+id+"/versions/1/restore", ed, ""); code != 200 || body["rev"].(float64) != 7 || f.restorer.got != "w1/"+id+"/ann" {
-		t.Fatalf("restore: %d %v %s", code, body, f.restorer.got)
+	if code, body := f.do("POST", "/v1/campaigns/"+id+"/versions/1/restore", ed, ""); code != 200 || body["rev"].(float64) != 7 || f.restorer.got != "w1/"+id+"/ann" ||
+		!slices.Contains(f.saver.saves, id+":restore") {
+		t.Fatalf("restore: %d %v %s, saves %v (a restore is saved at once, as a restore)", code, body, f.restorer.got, f.saver.saves)
 	}
 	// Nothing above changed the campaign.
 	_, got := f.do("GET", "/v1/campaigns/"+id, ed, "")

@@ -227,6 +227,14 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, s.Log, err)
 		return
 	}
+	// Saved at once, so that history records a restore (trigger "restore")
+	// instead of whatever saves it next (a tab switch, the timer). The
+	// restore stands if this fails: the timer saves it later.
+	if s.Saver != nil {
+		if err := s.Saver.Save(r.Context(), c.Workspace, chi.URLParam(r, "id"), campaign.TriggerRestore); err != nil {
+			s.Log.Warn("save after restore", "campaign", chi.URLParam(r, "id"), "err", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": chi.URLParam(r, "id"), "restored": v, "rev": rev})
 }
 
