@@ -114,7 +114,9 @@ func (s *session) connect(ctx context.Context) error {
 			conn.closeNow()
 			return fmt.Errorf("join %s on %s: %w", s.campaign, url, err)
 		}
-		for _, line := range bytes.Split(data, []byte{protocol.BatchSeparator}) {
+		for rest := data; len(rest) > 0; {
+			var line []byte
+			line, rest = protocol.NextMessage(rest)
 			typ := s.handle(line)
 			if typ == "error" {
 				conn.closeNow()
@@ -204,12 +206,8 @@ func (s *session) frame(data []byte) {
 	measuring := r.measuring.Load()
 	var maxRev int64
 	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, protocol.BatchSeparator); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
+		var line []byte
+		line, data = protocol.NextMessage(data)
 		if !protocol.IsUpdate(line) {
 			s.handle(line)
 			continue

@@ -116,6 +116,9 @@ func dialWS(ctx context.Context, rawURL string, subprotocols []string, header ht
 // the next read. Pings are answered, pongs (the server's heartbeats)
 // skipped, and a close frame is answered and returned as a *closeError.
 func (c *wsConn) read() ([]byte, error) {
+	if cap(c.msg) > 1<<20 {
+		c.msg = nil // a big message's buffer is not kept for the small ones after it
+	}
 	c.msg = c.msg[:0]
 	for {
 		var h [2]byte

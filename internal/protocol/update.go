@@ -111,3 +111,12 @@ var (
 
 // BatchSeparator separates the messages of one frame on SubprotocolBatch.
 const BatchSeparator = '\n'
+
+// NextMessage splits the first message off messages joined by
+// BatchSeparator (a batch frame, a pub/sub message of several updates).
+func NextMessage(joined []byte) (msg, rest []byte) {
+	if i := bytes.IndexByte(joined, BatchSeparator); i >= 0 {
+		return joined[:i], joined[i+1:]
+	}
+	return joined, nil
+}

@@ -288,6 +288,9 @@ func (r *room) heartbeat(ctx context.Context) {
 			r.hub.log.Warn("presence heartbeat", "campaign", r.id, "err", err)
 		}
 	}
+	if _, err := r.hub.schemas.get(ctx, r.ws); err != nil && ctx.Err() == nil {
+		r.hub.log.Warn("document schema refresh", "campaign", r.id, "err", err)
+	}
 	r.catchUp(ctx)
 }
 

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"time"
@@ -49,23 +48,18 @@ func (r *room) poke() {
 }
 
 func (r *room) handleLocked(msg []byte) {
-	if origin, updates, ok := draft.Updates(msg); ok {
-		if string(origin) == r.hub.origin {
-			return // held while loading; delivered from the script's reply
-		}
+	// (This node's own batches never get here: onMessage drops them, also
+	// while the room loads.)
+	if _, updates, ok := draft.Updates(msg); ok {
 		for len(updates) > 0 {
-			line := updates
-			if i := bytes.IndexByte(updates, protocol.BatchSeparator); i >= 0 {
-				line, updates = updates[:i], updates[i+1:]
-			} else {
-				updates = nil
-			}
+			var line []byte
+			line, updates = protocol.NextMessage(updates)
 			r.deliverLocked(committed{msg: line})
 		}
 		r.settleLocked()
 		return
 	}
-	if protocol.IsUpdate(msg) {
+	if protocol.IsUpdate(msg) { // one update alone: a node of an earlier version published it
 		r.deliverLocked(committed{msg: msg})
 		r.settleLocked()
 		return

@@ -59,10 +59,7 @@ func (r *room) edit(ctx context.Context, m *member, req *protocol.Request, ops [
 			return false, err
 		}
 	}
-	schema, err := r.hub.schemas.get(ctx, r.ws)
-	if err != nil {
-		return false, err
-	}
+	schema := r.hub.schemas.current(r.ws) // read at load, kept fresh by the heartbeat: no I/O here
 	role := string(s.Claims().Role)
 	r.mu.Lock()
 	if base > r.rev {

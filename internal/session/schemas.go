@@ -10,8 +10,9 @@ import (
 	"github.com/collab-dev/collab/internal/campaign"
 )
 
-// schemaTTL is how long a node trusts the document schema it read: a
-// schema set on any node applies to every node's edits within it.
+// schemaTTL is how long a node trusts the document schema it read. Rooms
+// refresh it on their heartbeat, so a schema set on any node applies to
+// every node's edits within a heartbeat plus this.
 const schemaTTL = 5 * time.Second
 
 // schemaCache holds each workspace's compiled document schema. A store
@@ -31,6 +32,16 @@ type schemaEntry struct {
 	at     time.Time
 }
 
+// current is the schema as last read, with no I/O: what the edit path
+// uses. A room reads it at load (get) and its heartbeat keeps it fresh.
+func (c *schemaCache) current(workspace string) *campaign.Schema {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[workspace].schema
+}
+
+// get returns the workspace's schema, read again from the store once it is
+// older than schemaTTL.
 func (c *schemaCache) get(ctx context.Context, workspace string) (*campaign.Schema, error) {
 	c.mu.Lock()
 	e, ok := c.m[workspace]

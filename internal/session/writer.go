@@ -271,12 +271,8 @@ func (s *Session) writeBatch(batch []outMsg) (int, error) {
 	if !s.batched {
 		for i, m := range batch {
 			for rest := m.b; err == nil && len(rest) > 0; {
-				one[0] = rest
-				rest = nil
-				if m.joined {
-					if j := bytes.IndexByte(one[0], protocol.BatchSeparator); j >= 0 {
-						one[0], rest = one[0][:j], one[0][j+1:]
-					}
+				if one[0], rest = rest, nil; m.joined {
+					one[0], rest = protocol.NextMessage(one[0])
 				}
 				err = s.raw.appendText(one[:], 0)
 				frames++

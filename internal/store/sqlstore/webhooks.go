@@ -251,6 +251,10 @@ func (s *DB) OutboxStats(ctx context.Context) (webhook.Stats, error) {
 	return st, nil
 }
 
+// maxTries bounds the attempts the delivery log shows per delivery (the
+// newest).
+const maxTries = 20
+
 // Deliveries is an endpoint's delivery log, newest first, each with its
 // attempts.
 func (s *DB) Deliveries(ctx context.Context, workspace, endpoint string, limit int) ([]webhook.DeliveryLog, error) {
@@ -295,22 +299,35 @@ func (s *DB) Deliveries(ctx context.Context, workspace, endpoint string, limit i
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap(op, err)
 	}
+	if len(ids) == 0 {
+		return list, nil
+	}
+	// The listed deliveries are the endpoint's newest, so they are all of
+	// its deliveries between the oldest and newest listed event: one read
+	// of their attempts, not one per delivery.
+	index := make(map[int64]int, len(ids))
 	for i, id := range ids {
-		ar, err := s.db.QueryContext(ctx, `SELECT at, status, error, duration_ms FROM webhook_attempts WHERE event_id = $1 AND endpoint_id = $2 ORDER BY n DESC LIMIT 20`, id, endpoint)
-		if err != nil {
+		index[id] = i
+	}
+	ar, err := s.db.QueryContext(ctx, `SELECT event_id, at, status, error, duration_ms FROM webhook_attempts
+		WHERE endpoint_id = $1 AND event_id >= $2 AND event_id <= $3 ORDER BY event_id, n DESC`, endpoint, ids[len(ids)-1], ids[0])
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	defer ar.Close()
+	for ar.Next() {
+		var a webhook.AttemptLog
+		var id, at int64
+		if err := ar.Scan(&id, &at, &a.Status, &a.Error, &a.DurationMS); err != nil {
 			return nil, s.wrap(op, err)
 		}
-		for ar.Next() {
-			var a webhook.AttemptLog
-			var at int64
-			if err := ar.Scan(&at, &a.Status, &a.Error, &a.DurationMS); err != nil {
-				ar.Close()
-				return nil, s.wrap(op, err)
-			}
-			a.At = fromMS(at)
+		a.At = fromMS(at)
+		if i, ok := index[id]; ok && len(list[i].Tries) < maxTries {
 			list[i].Tries = append(list[i].Tries, a)
 		}
-		ar.Close()
+	}
+	if err := ar.Err(); err != nil {
+		return nil, s.wrap(op, err)
 	}
 	return list, nil
 }
