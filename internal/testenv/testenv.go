@@ -5,10 +5,15 @@
 package testenv
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const (
@@ -77,4 +82,34 @@ func Chromium(tb testing.TB) string {
 	}
 	tb.Skip(msg)
 	return ""
+}
+
+// PostgresSchema returns the real PostgreSQL URL (skipping or failing as
+// Postgres does) pointed at a schema of the test's own, dropped at cleanup.
+// Suites share one database, and some state is shared across a database
+// by design (a webhook deliverer claims every pending delivery it holds):
+// a suite that counts such state needs a database of its own.
+func PostgresSchema(t testing.TB) string {
+	t.Helper()
+	base := Postgres(t)
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "t_" + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(context.Background(), base)
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresVar, err)
+	}
+	if _, err := conn.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		conn.Close(context.Background())
+		t.Fatalf("create schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		conn.Close(context.Background())
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
 }

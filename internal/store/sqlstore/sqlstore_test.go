@@ -21,7 +21,9 @@ func openSQLite(t *testing.T) store.Store {
 }
 
 func openPostgres(t *testing.T) store.Store {
-	url := testenv.Postgres(t)
+	// A schema per test: the fault tests' nodes share the database, and
+	// their webhook deliverers would claim this test's deliveries.
+	url := testenv.PostgresSchema(t)
 	s, err := OpenPostgres(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)

@@ -9,12 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/randid"
@@ -90,27 +87,11 @@ func backends(t *testing.T) []backend {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}}}
-	if base := testenv.PostgresIfSet(t); base != "" {
+	if testenv.PostgresIfSet(t) != "" {
 		// A schema of the test's own: the suites share one database, and
 		// a deliverer claims every pending delivery it holds, other tests'
 		// too (as it should in production).
-		schema := "outbox_" + strings.ToLower(randid.New(""))
-		conn, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Exec(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			conn.Close(context.Background())
-		})
-		sep := "?"
-		if strings.Contains(base, "?") {
-			sep = "&"
-		}
-		url := base + sep + "search_path=" + schema
+		url := testenv.PostgresSchema(t)
 		list = append(list, backend{"postgres", func(t *testing.T) *sqlstore.DB {
 			s, err := sqlstore.OpenPostgres(context.Background(), url)
 			if err != nil {
