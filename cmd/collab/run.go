@@ -31,6 +31,7 @@ import (
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/health"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/people"
 	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/store"
@@ -193,6 +194,8 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		buf.Options().PresenceTTL, log.With("subsystem", "session"))
 	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
 	s.hub.SetSaver(s.flusher)
+	names := people.NewRecorder(s.store, log.With("subsystem", "people"))
+	s.hub.SetPeople(names)
 	(&commands.Autosave{Flusher: s.flusher, Publisher: s.store, Staging: buf, Limits: campaign.DefaultLimits,
 		Log: log.With("subsystem", "autosave")}).Register(s.hub)
 	run := runner.New(s.store, log.With("subsystem", "audience"))
@@ -229,7 +232,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	handler := api.New(api.Deps{
 		DevWorkspace: devWorkspace,
 		Store:        s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
-		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher,
+		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher, People: names,
 		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(context.Context) error { return mon.Err("redis") }},

@@ -19,6 +19,7 @@ import (
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/people"
 	"github.com/collab-dev/collab/internal/store"
 )
 
@@ -53,6 +54,8 @@ type Deps struct {
 	// Saver saves the draft before an archive, so that no acknowledged edit
 	// is left out of the archived campaign.
 	Saver    Saver
+	// People records the names tokens carry (nil: not recorded).
+	People   *people.Recorder
 	Sessions http.Handler // GET /v1/ws
 	Web      http.Handler // the editor, at /
 	Ready    []Checker
@@ -137,6 +140,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			WriteError(w, s.Log, err)
 			return
 		}
+		s.People.Seen(r.Context(), c.Workspace, c.User, c.Name)
 		next.ServeHTTP(w, r.WithContext(auth.WithClaims(r.Context(), c)))
 	})
 }

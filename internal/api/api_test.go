@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/people"
+	"github.com/collab-dev/collab/internal/store"
 	"github.com/collab-dev/collab/internal/store/sqlstore"
 )
 
@@ -54,6 +57,7 @@ func (f *fakeRestorer) Restore(_ context.Context, ws, id string, v int64, user, 
 }
 
 type fixture struct {
+	st       *sqlstore.DB
 	restorer *fakeRestorer
 	saver    *fakeSaver
 	t        *testing.T
@@ -70,8 +74,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	signer, _ := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	f := &fixture{t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}, saver: &fakeSaver{}}
-	h := New(Deps{Store: st, Signer: signer, Status: f.status, Restorer: f.restorer, Saver: f.saver, Limits: campaign.Limits{MaxDocBytes: 1024},
+	f := &fixture{st: st, t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}, saver: &fakeSaver{}}
+	h := New(Deps{Store: st, Signer: signer, People: people.NewRecorder(st, slog.Default()), Status: f.status, Restorer: f.restorer, Saver: f.saver, Limits: campaign.Limits{MaxDocBytes: 1024},
 		Ready: []Checker{{Name: "store", Check: st.Ping}, {Name: "fake", Check: func(context.Context) error { return f.ready }}}})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
@@ -358,5 +362,59 @@ func TestArchiveAllOrNothing(t *testing.T) {
 	}
 	if strings.Join(f.status.got, ",") != id+":archived,"+id+":draft" {
 		t.Fatalf("Redis status not put back: %v", f.status.got)
+	}
+}
+
+// TestHistoryOverHTTP: history names people, versions can be read one by
+// one and labelled, and a restore is recorded on the version that saved it.
+func TestHistoryOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	tok, _ := f.signer.Sign(auth.Claims{User: "ann", Name: "Ann Lee", Workspace: "w1", Role: auth.Editor}, time.Hour)
+	viewer := f.token("vic", "w1", auth.Viewer)
+	_, c := f.do("POST", "/v1/campaigns", tok, `{"name":"Spring sale"}`)
+	id := c["id"].(string)
+	// A timer save of revs 1–7 (the restore's rev, from the fake restorer)
+	// lands before the restore's own save, which then finds nothing to do.
+	if _, err := f.st.SaveDraft(context.Background(), store.DraftSave{Workspace: "w1", ID: id, BaseVersion: 1, RevFrom: 1, Rev: 7,
+		Doc: json.RawMessage(`{"name":"Spring"}`), By: "ann", Authors: []string{"ann"}, Trigger: campaign.TriggerTimer}); err != nil {
+		t.Fatal(err)
+	}
+	code, r := f.do("POST", "/v1/campaigns/"+id+"/versions/1/restore", tok, "")
+	if code != 200 || r["version"] != float64(2) {
+		t.Fatalf("restore: %d %v", code, r)
+	}
+	code, vs := f.do("GET", "/v1/campaigns/"+id+"/versions", tok, "")
+	list := vs["versions"].([]any)
+	top := list[0].(map[string]any)
+	if code != 200 || top["trigger"] != "restore" || top["restored_from"] != float64(1) || vs["people"].(map[string]any)["ann"] != "Ann Lee" {
+		t.Fatalf("history after restore: %d %v", code, vs)
+	}
+
+	for _, tc := range []struct {
+		name, token, version, body string
+		code                       int
+	}{
+		{"label", tok, "1", `{"label":"  Sent to legal "}`, 200},
+		{"viewer", viewer, "1", `{"label":"x"}`, 403},
+		{"no such version", tok, "9", `{"label":"x"}`, 404},
+		{"bad version", tok, "zero", `{"label":"x"}`, 400},
+		{"missing label", tok, "1", `{}`, 400},
+		{"unknown field", tok, "1", `{"label":"x","color":"red"}`, 400},
+		{"too long", tok, "1", `{"label":"` + strings.Repeat("é", 121) + `"}`, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := f.do("PATCH", "/v1/campaigns/"+id+"/versions/"+tc.version, tc.token, tc.body)
+			if code != tc.code {
+				t.Fatalf("%d %v", code, body)
+			}
+		})
+	}
+	code, one := f.do("GET", "/v1/campaigns/"+id+"/versions/1", tok, "")
+	v := one["version"].(map[string]any)
+	if code != 200 || v["label"] != "Sent to legal" || v["doc"].(map[string]any)["name"] != "Spring sale" {
+		t.Fatalf("version 1: %d %v", code, one)
+	}
+	if code, _ := f.do("GET", "/v1/campaigns/"+id+"/versions/1", f.token("eve", "w2", auth.Admin), ""); code != 404 {
+		t.Fatalf("another workspace read a version: %d", code)
 	}
 }

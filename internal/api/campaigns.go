@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -197,7 +198,80 @@ func (s *server) versions(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, s.Log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"versions": list})
+	writeJSON(w, http.StatusOK, map[string]any{"versions": list, "people": s.names(r.Context(), Claims(r).Workspace, list)})
+}
+
+// names maps every user a list of versions mentions to the name they go
+// by, so that history reads "Ann" rather than "ann". It is best effort: a
+// store error leaves the ids to show.
+func (s *server) names(ctx context.Context, ws string, list []campaign.Version) map[string]string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, v := range list {
+		for _, u := range append([]string{v.By}, v.Authors...) {
+			if u != "" && !seen[u] {
+				seen[u] = true
+				ids = append(ids, u)
+			}
+		}
+	}
+	names, err := s.Store.PeopleNames(ctx, ws, ids)
+	if err != nil {
+		s.Log.Warn("read names for history", "err", err)
+		return map[string]string{}
+	}
+	return names
+}
+
+// version answers one history entry with its document, for a preview and
+// a diff against the current draft before a restore.
+func (s *server) version(w http.ResponseWriter, r *http.Request) {
+	v, err := VersionParam(r)
+	var got *campaign.Version
+	if err == nil {
+		got, err = s.Store.Version(r.Context(), Claims(r).Workspace, chi.URLParam(r, "id"), v)
+	}
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"version": got, "people": s.names(r.Context(), Claims(r).Workspace, []campaign.Version{*got})})
+}
+
+// maxLabel bounds a version's label, in characters.
+const maxLabel = 120
+
+// labelVersion names a version (an empty label removes the name).
+func (s *server) labelVersion(w http.ResponseWriter, r *http.Request) {
+	c := Claims(r)
+	v, err := VersionParam(r)
+	var body struct {
+		Label *string `json:"label"`
+	}
+	if err == nil {
+		err = requireEditor(c)
+	}
+	if err == nil {
+		err = DecodeJSON(w, r, 4<<10, &body)
+	}
+	if err == nil && body.Label == nil {
+		err = errcode.New(errcode.Invalid, "label: required (an empty string removes it)")
+	}
+	label := ""
+	if err == nil {
+		label = strings.TrimSpace(*body.Label)
+		if n := utf8.RuneCountInString(label); n > maxLabel {
+			err = errcode.New(errcode.Invalid, "label: %d characters, at most %d", n, maxLabel)
+		}
+	}
+	if err == nil {
+		err = s.Store.LabelVersion(r.Context(), c.Workspace, chi.URLParam(r, "id"), v, label)
+	}
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": chi.URLParam(r, "id"), "version": v, "label": label})
 }
 
 // VersionParam parses the {v} URL parameter.
@@ -230,12 +304,21 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request) {
 	// Saved at once, so that history records a restore (trigger "restore")
 	// instead of whatever saves it next (a tab switch, the timer). The
 	// restore stands if this fails: the timer saves it later.
+	// Whichever save wrote it (this one, or a timer that got there first),
+	// the version that covers the restore's rev is marked as restoring v.
+	var saved int64
 	if s.Saver != nil {
 		if err := s.Saver.Save(r.Context(), c.Workspace, chi.URLParam(r, "id"), campaign.TriggerRestore); err != nil {
 			s.Log.Warn("save after restore", "campaign", chi.URLParam(r, "id"), "err", err)
+		} else if saved, err = s.Store.MarkRestored(r.Context(), c.Workspace, chi.URLParam(r, "id"), rev, v); err != nil {
+			s.Log.Warn("mark restore in history", "campaign", chi.URLParam(r, "id"), "err", err)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": chi.URLParam(r, "id"), "restored": v, "rev": rev})
+	resp := map[string]any{"id": chi.URLParam(r, "id"), "restored": v, "rev": rev}
+	if saved > 0 {
+		resp["version"] = saved
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // launchProblems saves the draft (what is typed is what launches) and runs

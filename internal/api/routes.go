@@ -46,6 +46,8 @@ func New(d Deps) http.Handler {
 		r.Post("/v1/campaigns/{id}/{action:launch|stop|resume|archive}", s.transition)
 		r.Get("/v1/campaigns/{id}/checks", s.checks)
 		r.Get("/v1/campaigns/{id}/versions", s.versions)
+		r.Get("/v1/campaigns/{id}/versions/{v}", s.version)
+		r.Patch("/v1/campaigns/{id}/versions/{v}", s.labelVersion)
 		r.Post("/v1/campaigns/{id}/versions/{v}/restore", s.restore)
 		r.Post("/v1/profiles", s.importProfiles)
 		r.Get("/v1/audiences", s.listAudiences)

@@ -374,6 +374,50 @@ func TestEditorDoneConflicts(t *testing.T) {
 	})
 }
 
+// TestEditorSaveKeepsItOpen: a save from inside the full-screen editor
+// (editor.done with keep_open) commits and saves the staged value, keeps
+// the editor open in presence, and bases the next Done on the saved rev so
+// a teammate's later change still wins.
+func TestEditorSaveKeepsItOpen(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n, _ := node(c, autosave.Options{Interval: time.Hour}, nil)
+		id, a, b := c.Pair(n, doc, "bob", auth.Editor)
+		const path = "/messages/email/subject"
+		a.Send(map[string]any{"type": "editor.open", "campaign": id, "path": path})
+		want(t, a, "ok")
+		a.Send(map[string]any{"type": "editor.stage", "campaign": id, "path": path, "value": "First take"})
+		want(t, a, "ok")
+		a.Send(map[string]any{"type": "editor.done", "campaign": id, "path": path, "keep_open": true, "ref": "s"})
+		if ack := want(t, a, "ack"); ack["ref"] != "s" {
+			t.Fatalf("save in editor: %v", ack)
+		}
+		expectSaved(t, b, "manual")
+		if got := field(t, saved(t, c, id).Draft, "messages").(map[string]any)["email"].(map[string]any)["subject"]; got != "First take" {
+			t.Fatalf("store holds subject %v after a save in the editor", got)
+		}
+		// Still open: presence keeps showing it.
+		b.ExpectPresence(func(eds []any) bool {
+			for _, e := range eds {
+				if m := e.(map[string]any); m["user"] == "ann" {
+					return m["editing"] == path
+				}
+			}
+			return false
+		})
+		// Bob changes the subject after the save: his change wins over Ann's
+		// next Done, which is based on the saved rev.
+		b.Edit(id, 1, `[{"op":"replace","path":"/messages/email/subject","value":"Bob's"}]`)
+		want(t, b, "ack")
+		want(t, a, "update")
+		a.Send(map[string]any{"type": "editor.stage", "campaign": id, "path": path, "value": "Second take"})
+		want(t, a, "ok")
+		a.Send(map[string]any{"type": "editor.done", "campaign": id, "path": path})
+		if r := want(t, a, "refresh"); r["reason"] != "conflict" {
+			t.Fatalf("done after a teammate's change: %v", r)
+		}
+	})
+}
+
 func TestRacingFlushers(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		n1, f1 := node(c, autosave.Options{Interval: time.Hour}, nil)

@@ -128,7 +128,11 @@ type Version struct {
 	By      string          `json:"by"`
 	Authors []string        `json:"authors"`
 	Trigger Trigger         `json:"trigger"`
-	Doc     json.RawMessage `json:"doc,omitempty"`
+	// Label is a name a user gave this version ("Sent to legal").
+	Label string `json:"label,omitempty"`
+	// RestoredFrom is the version this one brought back, when it is a restore.
+	RestoredFrom int64           `json:"restored_from,omitempty"`
+	Doc          json.RawMessage `json:"doc,omitempty"`
 }
 
 // Limits bounds what a campaign may hold.

@@ -209,13 +209,24 @@ func (c *autosaveCommands) editorDone(ctx context.Context, s *session.Session, r
 	if err := c.Staging.Unstage(ctx, room.Campaign(), user, req.Path); err != nil {
 		c.Log.Warn("unstage", "campaign", room.Campaign(), "err", err)
 	}
-	if err := room.SetEditing(ctx, ""); err != nil {
+	trigger := campaign.TriggerEditor
+	if req.KeepOpen {
+		// Saved "as a precaution" from inside the editor: it stays open, and
+		// its next Done is based on this rev, so a teammate's change from
+		// now on is still caught as a conflict.
+		trigger = campaign.TriggerManual
+		var rev int64
+		room.Read(func(_ campaign.Document, r int64) { rev = r })
+		if _, err := c.Staging.OpenEditor(ctx, room.Campaign(), user, req.Path, rev); err != nil {
+			c.Log.Warn("reopen editor after save", "campaign", room.Campaign(), "err", err)
+		}
+	} else if err := room.SetEditing(ctx, ""); err != nil {
 		c.Log.Warn("presence", "campaign", room.Campaign(), "err", err)
 	}
 	s.Go(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, saveTimeout)
 		defer cancel()
-		if _, err := c.Flusher.Flush(ctx, room.Campaign(), campaign.TriggerEditor, true); err != nil {
+		if _, err := c.Flusher.Flush(ctx, room.Campaign(), trigger, true); err != nil {
 			c.Log.Warn("save after editor done", "campaign", room.Campaign(), "err", err)
 		}
 	})

@@ -29,6 +29,9 @@ type Request struct {
 	Query    string          `json:"query,omitempty"`
 	Offset   int             `json:"offset,omitempty"`
 	Limit    int             `json:"limit,omitempty"`
+	// KeepOpen makes editor.done a save from inside the full-screen editor:
+	// the staged value enters the draft and is saved, the editor stays open.
+	KeepOpen bool `json:"keep_open,omitempty"`
 
 	// Raw is the whole frame, for handlers that read fields of their own.
 	Raw []byte `json:"-"`

@@ -155,6 +155,7 @@ type Hub struct {
 	log       *slog.Logger
 
 	saver       Saver
+	people      People
 	handlers    map[string]Handler
 	presenceTTL time.Duration
 
@@ -228,6 +229,15 @@ func (h *Hub) heartbeats() {
 		}
 	}
 }
+
+// People records the display names sessions authenticate with;
+// *people.Recorder implements it.
+type People interface {
+	Seen(ctx context.Context, workspace, user, name string)
+}
+
+// SetPeople installs the name recorder (nil: names are not recorded).
+func (h *Hub) SetPeople(p People) { h.people = p }
 
 // SetSaver installs the autosave hook (tab switches, the last session
 // leaving).

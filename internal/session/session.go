@@ -219,6 +219,9 @@ func (s *Session) welcome(req *protocol.Request) {
 	}
 	c := s.claims
 	s.Send(protocol.Encode(ref, protocol.Welcome{User: c.User, Name: c.Name, Workspace: c.Workspace, Role: string(c.Role), Session: s.id}))
+	if s.hub.people != nil {
+		s.hub.people.Seen(s.ctx, c.Workspace, c.User, c.Name)
+	}
 }
 
 // reader reads frames and serves them one at a time (a session's edits

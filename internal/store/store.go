@@ -45,6 +45,23 @@ type Campaigns interface {
 	Versions(ctx context.Context, workspace, id string) ([]campaign.Version, error)
 	// Version returns one history entry with its document.
 	Version(ctx context.Context, workspace, id string, version int64) (*campaign.Version, error)
+	// LabelVersion names a history entry ("" removes the name).
+	LabelVersion(ctx context.Context, workspace, id string, version int64, label string) error
+	// MarkRestored records that the saved version covering rev brought back
+	// version from: history then reads "restored from v5", whichever save
+	// (the restore's own, or a timer that got there first) wrote it. It
+	// returns that version, or 0 when no saved version covers rev yet.
+	MarkRestored(ctx context.Context, workspace, id string, rev, from int64) (version int64, err error)
+}
+
+// People remembers the display names the workspace's tokens carry, so that
+// what shows a user id (history, webhooks) can show the person's name.
+type People interface {
+	// SeePerson records user's current name.
+	SeePerson(ctx context.Context, workspace, user, name string, at time.Time) error
+	// PeopleNames maps the given user ids to their names; unknown ids are
+	// left out.
+	PeopleNames(ctx context.Context, workspace string, users []string) (map[string]string, error)
 }
 
 // Errors callers of SaveDraft and FenceEpoch tell apart (each also carries
@@ -108,6 +125,7 @@ type Store interface {
 	Schedules
 	Webhooks
 	Schemas
+	People
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	Close() error

@@ -300,7 +300,7 @@ func (s *DB) Versions(ctx context.Context, workspace, id string) ([]campaign.Ver
 	if _, err := s.Campaign(ctx, workspace, id); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger FROM campaign_versions
+	rows, err := s.db.QueryContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger, label, restored_from FROM campaign_versions
 		WHERE campaign_id = $1 ORDER BY version DESC`, id)
 	if err != nil {
 		return nil, s.wrap("list versions of "+id, err)
@@ -322,7 +322,7 @@ func (s *DB) Version(ctx context.Context, workspace, id string, version int64) (
 	if _, err := s.Campaign(ctx, workspace, id); err != nil {
 		return nil, err
 	}
-	v, err := scanVersion(s.db.QueryRowContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger, doc FROM campaign_versions
+	v, err := scanVersion(s.db.QueryRowContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger, label, restored_from, doc FROM campaign_versions
 		WHERE campaign_id = $1 AND version = $2`, id, version), true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errcode.New(errcode.NotFound, "campaign %s has no version %d", id, version)
@@ -334,7 +334,7 @@ func scanVersion(row scanner, withDoc bool) (*campaign.Version, error) {
 	var v campaign.Version
 	var at int64
 	var authors, doc string
-	dest := []any{&v.Version, &v.RevFrom, &v.Rev, &at, &v.By, &authors, &v.Trigger}
+	dest := []any{&v.Version, &v.RevFrom, &v.Rev, &at, &v.By, &authors, &v.Trigger, &v.Label, &v.RestoredFrom}
 	if withDoc {
 		dest = append(dest, &doc)
 	}
@@ -349,4 +349,70 @@ func scanVersion(row scanner, withDoc bool) (*campaign.Version, error) {
 		v.Doc = json.RawMessage(doc)
 	}
 	return &v, nil
+}
+
+// LabelVersion names one history entry.
+func (s *DB) LabelVersion(ctx context.Context, workspace, id string, version int64, label string) error {
+	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE campaign_versions SET label = $1 WHERE campaign_id = $2 AND version = $3`, label, id, version)
+	if err != nil {
+		return s.wrap(fmt.Sprintf("label version %d of %s", version, id), err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return errcode.New(errcode.NotFound, "campaign %s has no version %d", id, version)
+	}
+	return nil
+}
+
+// MarkRestored records a restore on the saved version that covers rev.
+func (s *DB) MarkRestored(ctx context.Context, workspace, id string, rev, from int64) (int64, error) {
+	op := fmt.Sprintf("mark the restore of version %d of %s", from, id)
+	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+		return 0, err
+	}
+	var v int64
+	err := s.db.QueryRowContext(ctx, `UPDATE campaign_versions SET restored_from = $1, trigger = $2
+		WHERE campaign_id = $3 AND rev_from <= $4 AND rev >= $4 RETURNING version`, from, campaign.TriggerRestore, id, rev).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, s.wrap(op, err)
+}
+
+// SeePerson records a user's display name.
+func (s *DB) SeePerson(ctx context.Context, workspace, user, name string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO people (workspace, user_id, name, seen_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (workspace, user_id) DO UPDATE SET name = excluded.name, seen_at = excluded.seen_at`, workspace, user, name, ms(at))
+	return s.wrap("record "+user, err)
+}
+
+// PeopleNames maps user ids to their names, in one query.
+func (s *DB) PeopleNames(ctx context.Context, workspace string, users []string) (map[string]string, error) {
+	names := map[string]string{}
+	if len(users) == 0 {
+		return names, nil
+	}
+	ids, err := json.Marshal(users)
+	if err != nil {
+		return nil, err
+	}
+	q := `SELECT user_id, name FROM people WHERE workspace = $1 AND user_id IN (SELECT value FROM json_each($2))`
+	if s.dialect == postgres {
+		q = `SELECT user_id, name FROM people WHERE workspace = $1 AND user_id IN (SELECT jsonb_array_elements_text($2::jsonb))`
+	}
+	rows, err := s.db.QueryContext(ctx, q, workspace, string(ids))
+	if err != nil {
+		return nil, s.wrap("read names", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, s.wrap("read names", err)
+		}
+		names[id] = name
+	}
+	return names, s.wrap("read names", rows.Err())
 }

@@ -293,6 +293,42 @@ func testHistory(t *testing.T, s store.Store) {
 	}
 	_, err = s.Version(ctx, ws, c.ID, 9)
 	wantCode(t, err, errcode.NotFound)
+
+	// A label names a version; it shows in the list and the entry.
+	if err := s.LabelVersion(ctx, ws, c.ID, 2, "Sent to legal"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, s.LabelVersion(ctx, ws, c.ID, 9, "x"), errcode.NotFound)
+	wantCode(t, s.LabelVersion(ctx, ws+"x", c.ID, 2, "x"), errcode.NotFound) // another workspace
+	if v, _ := s.Version(ctx, ws, c.ID, 2); v.Label != "Sent to legal" {
+		t.Fatalf("label not kept: %+v", v)
+	}
+	// A restore is recorded on the version that covers its rev, whatever
+	// trigger saved it; a rev no version covers yet marks nothing.
+	if v, err := s.MarkRestored(ctx, ws, c.ID, 4, 1); err != nil || v != 3 {
+		t.Fatalf("mark restored: %d %v", v, err)
+	}
+	if v, err := s.MarkRestored(ctx, ws, c.ID, 99, 1); err != nil || v != 0 {
+		t.Fatalf("mark a rev not saved yet: %d %v", v, err)
+	}
+	list, _ = s.Versions(ctx, ws, c.ID)
+	if list[0].RestoredFrom != 1 || list[0].Trigger != campaign.TriggerRestore || list[1].Label != "Sent to legal" || list[1].RestoredFrom != 0 {
+		t.Fatalf("versions after label and restore: %+v", list)
+	}
+
+	// People: the latest name wins, per workspace.
+	for _, p := range [][2]string{{"u2", "Ann"}, {"u3", "Bob"}, {"u2", "Ann Lee"}} {
+		if err := s.SeePerson(ctx, ws, p[0], p[1], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SeePerson(ctx, ws+"other", "u3", "Someone else", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	names, err := s.PeopleNames(ctx, ws, []string{"u2", "u3", "nobody"})
+	if err != nil || len(names) != 2 || names["u2"] != "Ann Lee" || names["u3"] != "Bob" {
+		t.Fatalf("names: %v %v", names, err)
+	}
 }
 
 func testPublish(t *testing.T, s store.Store) {
