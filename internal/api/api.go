@@ -53,7 +53,7 @@ type Deps struct {
 	Restorer Restorer
 	// Saver saves the draft before an archive, so that no acknowledged edit
 	// is left out of the archived campaign.
-	Saver    Saver
+	Saver Saver
 	// People records the names tokens carry (nil: not recorded).
 	People   *people.Recorder
 	Sessions http.Handler // GET /v1/ws

@@ -121,13 +121,13 @@ const (
 
 // Version is one saved version in a campaign's history.
 type Version struct {
-	Version int64           `json:"version"`
-	RevFrom int64           `json:"rev_from"`
-	Rev     int64           `json:"rev"`
-	At      time.Time       `json:"at"`
-	By      string          `json:"by"`
-	Authors []string        `json:"authors"`
-	Trigger Trigger         `json:"trigger"`
+	Version int64     `json:"version"`
+	RevFrom int64     `json:"rev_from"`
+	Rev     int64     `json:"rev"`
+	At      time.Time `json:"at"`
+	By      string    `json:"by"`
+	Authors []string  `json:"authors"`
+	Trigger Trigger   `json:"trigger"`
 	// Label is a name a user gave this version ("Sent to legal").
 	Label string `json:"label,omitempty"`
 	// RestoredFrom is the version this one brought back, when it is a restore.
