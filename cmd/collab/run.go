@@ -232,7 +232,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	handler := api.New(api.Deps{
 		DevWorkspace: devWorkspace,
 		Store:        s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
-		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher, People: names,
+		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher, People: names, Feed: s.hub,
 		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(context.Context) error { return mon.Err("redis") }},

@@ -20,6 +20,7 @@ import (
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/people"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/store"
 )
 
@@ -39,6 +40,12 @@ type Saver interface {
 	Save(ctx context.Context, workspace, id string, trigger campaign.Trigger) error
 }
 
+// Feed announces changes to a workspace's campaign list to the sessions
+// watching it, on every node; the session hub implements it.
+type Feed interface {
+	AnnounceCampaign(ctx context.Context, ev protocol.CampaignListed) error
+}
+
 // Checker is one readiness dependency.
 type Checker struct {
 	Name  string
@@ -56,6 +63,7 @@ type Deps struct {
 	Saver Saver
 	// People records the names tokens carry (nil: not recorded).
 	People   *people.Recorder
+	Feed     Feed
 	Sessions http.Handler // GET /v1/ws
 	Web      http.Handler // the editor, at /
 	Ready    []Checker

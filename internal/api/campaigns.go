@@ -15,6 +15,7 @@ import (
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/launch"
+	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/randid"
 )
 
@@ -66,6 +67,7 @@ func (s *server) createCampaign(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, s.Log, err)
 		return
 	}
+	s.announce(r.Context(), protocol.CampaignListed{Workspace: c.Workspace, Change: protocol.ListCreated, ID: cp.ID, Name: cp.Name, Status: string(cp.Status), By: c.User})
 	writeJSON(w, http.StatusCreated, campaignView{ID: cp.ID, Name: cp.Name, Status: cp.Status, Version: cp.Version, Doc: raw, Updated: cp.UpdatedAt})
 }
 
@@ -125,6 +127,7 @@ func (s *server) transition(w http.ResponseWriter, r *http.Request) {
 	if live == nil {
 		live = json.RawMessage("null")
 	}
+	s.announce(r.Context(), protocol.CampaignListed{Workspace: c.Workspace, Change: protocol.ListStatus, ID: cp.ID, Status: string(cp.Status), By: c.User})
 	writeJSON(w, http.StatusOK, campaignView{ID: cp.ID, Name: cp.Name, Status: cp.Status, Version: cp.Version, Live: live, Updated: cp.UpdatedAt})
 }
 
@@ -274,6 +277,18 @@ func (s *server) labelVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"id": chi.URLParam(r, "id"), "version": v, "label": label})
 }
 
+// announce tells the workspace's live campaign lists about a change. It is
+// best effort: the change is made, and a list that missed it shows it on
+// its next load.
+func (s *server) announce(ctx context.Context, ev protocol.CampaignListed) {
+	if s.Feed == nil {
+		return
+	}
+	if err := s.Feed.AnnounceCampaign(ctx, ev); err != nil {
+		s.Log.Warn("announce a campaign change", "campaign", ev.ID, "change", ev.Change, "err", err)
+	}
+}
+
 // VersionParam parses the {v} URL parameter.
 func VersionParam(r *http.Request) (int64, error) {
 	v, err := strconv.ParseInt(chi.URLParam(r, "v"), 10, 64)
@@ -312,6 +327,16 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request) {
 			s.Log.Warn("save after restore", "campaign", chi.URLParam(r, "id"), "err", err)
 		} else if saved, err = s.Store.MarkRestored(r.Context(), c.Workspace, chi.URLParam(r, "id"), rev, v); err != nil {
 			s.Log.Warn("mark restore in history", "campaign", chi.URLParam(r, "id"), "err", err)
+		}
+	}
+	// A restore is not a room's commit: its name, if it brings one back, is
+	// announced here.
+	if old, err := s.Store.Version(r.Context(), c.Workspace, chi.URLParam(r, "id"), v); err == nil {
+		var doc struct {
+			Name *string `json:"name"`
+		}
+		if json.Unmarshal(old.Doc, &doc) == nil && doc.Name != nil {
+			s.announce(r.Context(), protocol.CampaignListed{Workspace: c.Workspace, Change: protocol.ListRenamed, ID: chi.URLParam(r, "id"), Name: *doc.Name, Rev: rev, By: c.User})
 		}
 	}
 	resp := map[string]any{"id": chi.URLParam(r, "id"), "restored": v, "rev": rev}

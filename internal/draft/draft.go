@@ -199,6 +199,17 @@ func (b *Buffer) Publish(ctx context.Context, campaign string, msg []byte) error
 	return unavailable("publish to "+campaign, publishScript.Run(ctx, b.rdb, []string{k.meta}, k.channel, msg).Err())
 }
 
+// FeedChannel is the pub/sub channel of a workspace's campaign list.
+func (b *Buffer) FeedChannel(workspace string) string { return b.opts.Prefix + ":ws:" + workspace + ":campaigns" }
+
+// PublishFeed sends a campaign-list event of the workspace to every node.
+// It is published from the campaign's slot, as its other events are, so
+// one campaign's list events keep their order.
+func (b *Buffer) PublishFeed(ctx context.Context, workspace, campaign string, msg []byte) error {
+	k := b.keys(campaign)
+	return unavailable("announce "+campaign+" to its workspace", publishScript.Run(ctx, b.rdb, []string{k.meta}, b.FeedChannel(workspace), msg).Err())
+}
+
 // publishScript publishes from the server that holds the campaign's slot.
 // On a Redis Cluster a plain PUBLISH goes to any node and reaches the
 // others over the cluster bus, so two events published one after the other

@@ -166,6 +166,28 @@ type Status struct {
 	Status   string `json:"status"`
 }
 
+// CampaignListed is a change to the workspace's campaign list, pushed to
+// the sessions that watch it: a campaign created, renamed or moved to
+// another status. Only the fields that changed are set besides the id; Rev
+// orders renames (a session keeps the name of the highest rev it saw).
+type CampaignListed struct {
+	Workspace string `json:"workspace"`
+	Change    string `json:"change"` // created, renamed, status
+	ID        string `json:"id"`
+	Name      string `json:"name,omitempty"`
+	Status    string `json:"status,omitempty"`
+	Rev       int64  `json:"rev,omitempty"`
+	By        string `json:"by,omitempty"`
+	At        int64  `json:"at"` // unix ms
+}
+
+// Changes a CampaignListed reports.
+const (
+	ListCreated = "created"
+	ListRenamed = "renamed"
+	ListStatus  = "status"
+)
+
 // Editor is one session's presence entry.
 type Editor struct {
 	User    string `json:"user"`
@@ -270,6 +292,7 @@ func (Refresh) MessageType() string        { return "refresh" }
 func (Saved) MessageType() string          { return "saved" }
 func (Published) MessageType() string      { return "published" }
 func (Status) MessageType() string         { return "status" }
+func (CampaignListed) MessageType() string { return "campaign" }
 func (Presence) MessageType() string       { return "presence" }
 func (ActivityResult) MessageType() string { return "activity.result" }
 func (AudienceSaved) MessageType() string  { return "audience.saved" }

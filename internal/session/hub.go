@@ -39,6 +39,8 @@ type Drafts interface {
 	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 	Channel(campaign string) string
 	Publish(ctx context.Context, campaign string, msg []byte) error
+	FeedChannel(workspace string) string
+	PublishFeed(ctx context.Context, workspace, campaign string, msg []byte) error
 	SetPresence(ctx context.Context, campaign string, p protocol.Editor) error
 	TouchPresence(ctx context.Context, campaign string, sessions []string) error
 	RemovePresence(ctx context.Context, campaign, session string) error
@@ -171,6 +173,7 @@ type Hub struct {
 	heartbeatsDone chan struct{}
 
 	schemas *schemaCache
+	feed    *feed
 
 	// origin tags the batches this hub sends to the edit script, unique per
 	// hub (Node may repeat): the script's pub/sub message carries it, so the
@@ -192,15 +195,18 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 		rooms: map[string]*room{}, sessions: map[*Session]struct{}{}, heartbeatsDone: make(chan struct{}),
 		origin: randid.New("n")}
 	h.schemas = &schemaCache{src: campaigns, log: log, m: map[string]schemaEntry{}}
+	h.feed = newFeed(h)
 	// The core commands sit in the same table as the features' (hello,
 	// which may come before any claims, is the dispatcher's own).
 	for typ, fn := range map[string]func(*Session, *protocol.Request) error{
 		"join": (*Session).join, "leave": (*Session).leave, "edit": (*Session).edit,
 		"tab": (*Session).tab, "focus": (*Session).focus,
+		"campaigns.watch": (*Session).campaignsWatch, "campaigns.unwatch": (*Session).campaignsUnwatch,
 	} {
 		h.handlers[typ] = func(_ context.Context, s *Session, req *protocol.Request) error { return fn(s, req) }
 	}
 	go h.heartbeats()
+	go h.feed.run()
 	return h
 }
 
@@ -376,6 +382,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-done:
 		h.cancel()
 		<-h.heartbeatsDone
+		<-h.feed.done
 		return nil
 	case <-ctx.Done():
 	}
@@ -386,6 +393,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		s.conn.CloseNow()
 	}
 	<-h.heartbeatsDone
+	<-h.feed.done
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):

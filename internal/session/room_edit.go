@@ -319,6 +319,7 @@ func (r *room) commitGroup(group []*commitReq) {
 		}
 		r.settleLocked()
 		r.mu.Unlock()
+		r.hub.feed.noteRenames(r.ws, r.id, accepted)
 	}
 	for _, q := range group[1:] {
 		close(q.done)

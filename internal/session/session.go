@@ -36,9 +36,10 @@ type Session struct {
 	cancel context.CancelFunc
 
 	// Owned by the reader goroutine.
-	claims  *auth.Claims
-	limiter *rate.Limiter
-	joined  []*member // at most MaxJoined; a slice costs an idle session less than a map
+	claims   *auth.Claims
+	limiter  *rate.Limiter
+	joined   []*member // at most MaxJoined; a slice costs an idle session less than a map
+	watching bool      // watches its workspace's campaign list (campaigns.watch)
 
 	authed    atomic.Bool  // set once hello (or the bearer header) succeeded
 	expires   atomic.Int64 // the token's exp (Unix ns), 0 for none
@@ -207,6 +208,9 @@ func (s *Session) serve() {
 	}
 	s.writers.Wait()
 	s.closeWith(websocket.StatusNormalClosure, "")
+	if s.watching {
+		s.hub.feed.unwatch(s)
+	}
 	s.leaveAll()
 	s.wg.Wait()
 	s.conn.CloseNow()

@@ -364,3 +364,61 @@ func TestSlowConsumerCutOff(t *testing.T) {
 		watcher.Expect("update")
 	})
 }
+
+// TestLiveCampaignList: a session watching its workspace's campaign list
+// hears, from another node, a rename as it is typed (coalesced), a
+// creation and a status change; another workspace hears nothing, and after
+// campaigns.unwatch nothing more arrives.
+func TestLiveCampaignList(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		n1, n2 := c.Node(session.Config{}), c.Node(session.Config{})
+		id := c.Campaign("w1", doc)
+		a := c.Connect(n1, "ann", "w1", auth.Editor)
+		a.Join(id)
+		watch := func(cl *sessiontest.Client) {
+			cl.Send(map[string]any{"type": "campaigns.watch", "ref": "w"})
+			cl.Expect("ok")
+		}
+		bob, eve := c.Connect(n2, "bob", "w1", auth.Viewer), c.Connect(n2, "eve", "w2", auth.Editor)
+		watch(bob)
+		watch(eve)
+
+		// Typed letter by letter: the list hears the last name, with its rev,
+		// without an announcement per letter.
+		for i, name := range []string{"S", "Su", "Sum", "Summer"} {
+			a.Edit(id, int64(i), `[{"op":"replace","path":"/name","value":"`+name+`"}]`)
+			a.Expect("ack")
+		}
+		var last map[string]any
+		for got := 0; last == nil || last["name"] != "Summer"; got++ {
+			if got == 4 {
+				t.Fatalf("rename never reached Summer: %v", last)
+			}
+			last = bob.Expect("campaign")
+		}
+		if last["change"] != "renamed" || last["id"] != id || sessiontest.Num(last["rev"]) != 4 || last["by"] != "ann" || last["workspace"] != "w1" {
+			t.Fatalf("rename: %v", last)
+		}
+		// An edit elsewhere in the document is not a list change.
+		a.Edit(id, 4, `[{"op":"replace","path":"/list","value":[1]}]`)
+		a.Expect("ack")
+
+		for _, ev := range []protocol.CampaignListed{
+			{Workspace: "w1", Change: protocol.ListCreated, ID: "c_new", Name: "Autumn", Status: "draft", By: "ann"},
+			{Workspace: "w1", Change: protocol.ListStatus, ID: id, Status: "active", By: "ann"},
+		} {
+			if err := n1.Hub.AnnounceCampaign(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+			if got := bob.Expect("campaign"); got["change"] != ev.Change || got["id"] != ev.ID {
+				t.Fatalf("want %s of %s, got %v", ev.Change, ev.ID, got)
+			}
+		}
+		eve.Quiet(300 * time.Millisecond) // another workspace: nothing
+
+		bob.Send(map[string]any{"type": "campaigns.unwatch", "ref": "u"})
+		bob.Expect("ok")
+		n1.Hub.AnnounceCampaign(context.Background(), protocol.CampaignListed{Workspace: "w1", Change: protocol.ListCreated, ID: "c_later", Name: "Later"})
+		bob.Quiet(300 * time.Millisecond)
+	})
+}
