@@ -200,7 +200,9 @@ func (b *Buffer) Publish(ctx context.Context, campaign string, msg []byte) error
 }
 
 // FeedChannel is the pub/sub channel of a workspace's campaign list.
-func (b *Buffer) FeedChannel(workspace string) string { return b.opts.Prefix + ":ws:" + workspace + ":campaigns" }
+func (b *Buffer) FeedChannel(workspace string) string {
+	return b.opts.Prefix + ":ws:" + workspace + ":campaigns"
+}
 
 // PublishFeed sends a campaign-list event of the workspace to every node.
 // It is published from the campaign's slot, as its other events are, so
