@@ -77,7 +77,8 @@ func (r *Restorer) Restore(ctx context.Context, workspace, id string, v int64, u
 		}
 		switch res.Outcome {
 		case Accepted:
-			msg := protocol.Encode(nil, protocol.Refresh{Campaign: id, Rev: res.Rev, Reason: protocol.ReasonRestored, Paths: keys, Version: v})
+			msg := protocol.Encode(nil, protocol.Refresh{Campaign: id, Rev: res.Rev, Reason: protocol.ReasonRestored, Paths: keys, Version: v,
+				By: &protocol.Author{User: user, Name: name}})
 			if err := r.Drafts.Publish(ctx, id, msg); err != nil {
 				return res.Rev, err
 			}

@@ -138,6 +138,7 @@ type Refresh struct {
 	Paths    []string       `json:"paths"`
 	Values   map[string]any `json:"values"`
 	Version  int64          `json:"version,omitempty"` // the version restored
+	By       *Author        `json:"by,omitempty"`      // who restored it
 }
 
 // Saved says the draft up to Rev is durable as Version.

@@ -208,6 +208,33 @@ test("a refused token stops the retries and asks the host for a new one", async 
   assert.equal(FakeSocket.all.length, count + 1, "a new token reconnects");
 });
 
+test("the campaign list is watched again after a reconnect and its changes are events", async (t) => {
+  const { client, ws } = online(t);
+  const got = [];
+  client.addEventListener("campaign", (e) => got.push(e.detail));
+  client.watchCampaigns();
+  assert.equal(ws.take("campaigns.watch").length, 1);
+  ws.deliver({ type: "campaign", workspace: "w1", change: "renamed", id: "c9", name: "Autumn", rev: 7, at: 1 });
+  assert.deepEqual(got.map((e) => [e.change, e.id, e.name]), [["renamed", "c9", "Autumn"]]);
+  const next = await reconnect(client, ws);
+  assert.equal(next.take("campaigns.watch").length, 1, "watched again on the new connection");
+  client.unwatchCampaigns();
+  assert.equal(next.take("campaigns.unwatch").length, 1);
+  const again = await reconnect(client, next);
+  assert.equal(again.take("campaigns.watch").length, 0, "not after unwatch");
+});
+
+test("a save inside the full-screen editor commits the value and keeps it open", async (t) => {
+  const { c, ws } = online(t);
+  const saving = c.saveEditor("/messages", { subject: "Hi" });
+  const [req] = ws.take("editor.done");
+  assert.equal(req.keep_open, true);
+  ws.deliver({ type: "ack", ref: req.ref, campaign: "c1", rev: 4 });
+  await saving;
+  assert.deepEqual(c.confirmed.messages, { subject: "Hi" });
+  assert.equal(c.rev, 4);
+});
+
 // The declarations in collab-client.d.ts name only what exists, and every
 // public method is declared.
 test("collab-client.d.ts matches the module", () => {

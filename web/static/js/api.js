@@ -36,6 +36,8 @@ export class API {
   }
   checks(id) { return this.call("GET", `/v1/campaigns/${encodeURIComponent(id)}/checks`); }
   versions(id) { return this.call("GET", `/v1/campaigns/${encodeURIComponent(id)}/versions`); }
+  version(id, v) { return this.call("GET", `/v1/campaigns/${encodeURIComponent(id)}/versions/${v}`); }
+  labelVersion(id, v, label) { return this.call("PATCH", `/v1/campaigns/${encodeURIComponent(id)}/versions/${v}`, { label }); }
   restore(id, v) { return this.call("POST", `/v1/campaigns/${encodeURIComponent(id)}/versions/${v}/restore`); }
   audiences() { return this.call("GET", "/v1/audiences"); }
   audience(id, offset, limit) {

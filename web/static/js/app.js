@@ -8,6 +8,10 @@ import { h, field, fmtTime, fmtDate, fmtCount, initials } from "./dom.js";
 import { renderCanvas, CanvasState } from "./canvas.js";
 import { openMessageEditor, EDITORS } from "./message-editor.js";
 import { renderAudiences, renderAudience } from "./audiences.js";
+import { colourOf, nameOf } from "./people.js";
+import { historyPanel } from "./history.js";
+import { openLaunchDialog } from "./launch.js";
+import { show } from "./diff.js";
 
 const TABS = [
   ["details", "Details"],
@@ -17,6 +21,11 @@ const TABS = [
   ["history", "History"],
 ];
 const TAB_NAMES = Object.fromEntries(TABS);
+
+// STREAM_MS paces a text field's edits while it is typed in: a teammate
+// sees keystrokes within about this long, and a session sends at most ten
+// edits a second per field (the server allows 100 requests a second).
+const STREAM_MS = 100;
 
 const app = {
   token: null,
@@ -161,18 +170,31 @@ function renderChrome() {
         h("a", { href: "#/", id: "nav-campaigns" }, "Campaigns"),
         h("a", { href: "#/audiences", id: "nav-audiences" }, "Audiences")),
       h("span", { class: "me", title: `${app.me.sub} in ${app.me.ws} (${app.me.role})` },
-        h("span", { class: "avatar self", "aria-hidden": "true" }, initials(app.me.name || app.me.sub)),
+        h("span", { class: "avatar self", style: `background:${colourOf(app.me.sub)}`, "aria-hidden": "true" }, initials(app.me.name || app.me.sub)),
         app.me.name || app.me.sub),
       h("button", { class: "link", onclick: () => signOut(false) }, "Sign out")),
     h("div", { id: "banner", role: "status" }),
     h("main", { id: "main", tabindex: "-1" }));
 }
 
+// banner shows a message under the top bar. Successes fade after a few
+// seconds (and on the next screen); errors stay until dismissed or
+// replaced, since they ask for something.
+let bannerTimer = null;
 function banner(text, kind, ...extra) {
   const b = document.getElementById("banner");
   if (!b) return;
+  clearTimeout(bannerTimer);
   b.className = kind ? `banner ${kind}` : "";
-  b.replaceChildren(text ? h("span", {}, text) : "", ...extra);
+  b.dataset.kind = kind || "";
+  const dismiss = text && kind === "error" ? h("button", { class: "link dismiss", "aria-label": "Dismiss", onclick: () => banner("") }, "×") : null;
+  b.replaceChildren(text ? h("span", {}, text) : "", ...extra, dismiss || "");
+  if (text && kind === "ok") bannerTimer = setTimeout(() => banner(""), 6000);
+}
+
+function clearOkBanner() {
+  const b = document.getElementById("banner");
+  if (b && b.dataset.kind === "ok") banner("");
 }
 
 // --- routing ----------------------------------------------------------------
@@ -236,20 +258,60 @@ function campaignList(main) {
       },
     }, field("New campaign name", name), h("button", { type: "submit", class: "primary" }, "Create campaign"), err),
     table);
-  (async () => {
+  // The list is live: teammates' creations, renames and status changes are
+  // pushed (campaigns.watch); after a reconnect it is read again, since
+  // what happened meanwhile is not replayed.
+  let rows = [];
+  const renamedAt = new Map(); // id -> rev of the name shown
+  const draw = () => {
+    body.replaceChildren(...(rows.length ? rows.map((c) => h("tr", { dataset: { id: c.id } },
+      h("td", {}, h("a", { href: `#/c/${encodeURIComponent(c.id)}/details` }, c.name)),
+      h("td", {}, statusBadge(c.status)),
+      h("td", {}, c.version ? String(c.version) : "1"),
+      h("td", {}, fmtDate(c.updated)))) : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, "No campaigns yet: create one above."))]));
+  };
+  const load = async () => {
     try {
       const { campaigns } = await app.api.campaigns();
       if (!alive) return;
-      body.replaceChildren(...(campaigns.length ? campaigns.map((c) => h("tr", {},
-        h("td", {}, h("a", { href: `#/c/${encodeURIComponent(c.id)}/details` }, c.name)),
-        h("td", {}, statusBadge(c.status)),
-        h("td", {}, String(c.version)),
-        h("td", {}, fmtDate(c.updated)))) : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, "No campaigns yet: create one above."))]));
+      rows = campaigns;
+      draw();
     } catch (e) {
       err.textContent = e.message;
     }
-  })();
-  return () => { alive = false; };
+  };
+  const onCampaign = (ev) => {
+    const m = ev.detail;
+    let row = rows.find((r) => r.id === m.id);
+    if (m.change === "created" && !row) {
+      row = { id: m.id, name: m.name, status: m.status || "draft", version: 1, updated: new Date(m.at).toISOString() };
+      rows = [row, ...rows];
+    }
+    if (!row) return;
+    if (m.change === "renamed" && (m.rev || 0) >= (renamedAt.get(m.id) || 0)) {
+      renamedAt.set(m.id, m.rev || 0);
+      row.name = m.name;
+    }
+    if (m.change === "status") row.status = m.status;
+    row.updated = new Date(m.at).toISOString();
+    draw();
+  };
+  let wasOnline = app.client.state === "online";
+  const onState = () => {
+    const online = app.client.state === "online";
+    if (online && !wasOnline) load();
+    wasOnline = online;
+  };
+  app.client.addEventListener("campaign", onCampaign);
+  app.client.addEventListener("state", onState);
+  app.client.watchCampaigns();
+  load();
+  return () => {
+    alive = false;
+    app.client.unwatchCampaigns();
+    app.client.removeEventListener("campaign", onCampaign);
+    app.client.removeEventListener("state", onState);
+  };
 }
 
 // --- campaign editor --------------------------------------------------------
@@ -309,6 +371,7 @@ function campaignView(main, id, tab) {
   function switchTab(key) {
     if (key === ui.tab) return;
     flushBound();
+    clearOkBanner();
     ui.tab = key;
     history.replaceState(null, "", `#/c/${encodeURIComponent(id)}/${key}`);
     c.tab(key); // the server saves the draft on a tab switch
@@ -327,26 +390,34 @@ function campaignView(main, id, tab) {
 
   // --- bound fields: one input per document path ---------------------------
 
-  // bind makes el edit the document at path: typing is sent after a short
-  // pause, focus is shown to teammates, and remote changes show up unless
-  // the user is typing in that very field.
+  // bind makes el edit the document at path: typing streams, at most one
+  // edit per STREAM_MS while the value changes (the client coalesces what
+  // cannot be sent yet), focus is shown to teammates, and remote changes
+  // show up unless the user is typing in that very field.
   function bind(el, path, label, { parse = (v) => v, format = (v) => (v ?? "") } = {}) {
     el.dataset.path = path;
     ui.labels.set(path, label);
-    const entry = { el, timer: null, parse, format };
+    const entry = { el, timer: null, sentAt: 0, parse, format };
     ui.bound.set(path, entry);
     const commit = () => {
       clearTimeout(entry.timer);
       entry.timer = null;
+      entry.sentAt = Date.now();
       const v = el.type === "checkbox" ? el.checked : parse(el.value);
       c.set(path, v).catch(() => {});
       updateIndicator();
     };
     entry.commit = commit;
     el.addEventListener("input", () => {
-      clearTimeout(entry.timer);
-      entry.timer = setTimeout(commit, 250);
+      // The first keystroke after a pause goes at once; more within
+      // STREAM_MS ride on one edit at the end of that window.
+      if (!entry.timer) {
+        const wait = entry.sentAt + STREAM_MS - Date.now();
+        if (wait <= 0) commit();
+        else entry.timer = setTimeout(commit, wait);
+      }
       ui.typing = true;
+      warnIfLocked(entry);
       updateIndicator();
     });
     el.addEventListener("change", () => { if (entry.timer || el.tagName === "SELECT" || el.type === "checkbox") commit(); });
@@ -415,34 +486,98 @@ function campaignView(main, id, tab) {
   // draft is not ready: what is missing, with the choice to launch anyway.
   async function launch() {
     const name = c.get("/name") || "this campaign";
-    if (!confirm(`Launch "${name}"? It goes live for its audience.`)) return;
-    try {
-      await app.api.transition(id, "launch");
-      banner(`"${name}" launched.`, "ok");
-    } catch (e) {
-      const problems = e.body?.error?.problems;
-      if (e.status !== 409 || !problems) throw e;
-      const list = problems.map((p) => `• ${p.message}`).join("\n");
-      if (!confirm(`"${name}" is not ready to launch:\n\n${list}\n\nLaunch anyway?`)) {
-        banner(`Not launched: ${problems.map((p) => p.message).join("; ")}.`, "error");
-        return;
-      }
-      await app.api.transition(id, "launch", true);
-      banner(`"${name}" launched despite ${problems.length} problem${problems.length > 1 ? "s" : ""}.`, "ok");
-    }
+    let forced = false;
+    const launched = await openLaunchDialog({
+      name,
+      // The checklist reads the saved draft: save what is typed first.
+      save: () => manualSave(),
+      checks: () => app.api.checks(id),
+      go: (tab, path) => {
+        switchTab(tab);
+        const el = panel.querySelector(`[data-path="${CSS.escape(path)}"]`) || panel.querySelector(`[data-path^="${CSS.escape(path)}"]`);
+        (el || panel).focus();
+      },
+      launch: async (force) => {
+        forced = force;
+        await app.api.transition(id, "launch", force);
+      },
+    });
+    if (launched) banner(forced ? `“${name}” launched with problems left.` : `“${name}” launched.`, "ok");
+  }
+
+  // others are the teammates here now: none while this page is offline,
+  // since it cannot know (the chips would show people who may have left).
+  function others() {
+    if (app.client.state !== "online") return [];
+    return c.editors.filter((e) => !app.client.user || e.session !== app.client.user.session);
   }
 
   function renderPresence() {
-    const others = c.editors.filter((e) => !app.client.user || e.session !== app.client.user.session);
-    presence.replaceChildren(...others.map((e) => {
+    presence.replaceChildren(...others().map((e) => {
       const where = [TAB_NAMES[e.tab] || e.tab || "no tab"];
       if (e.editing) where.push(`in ${EDITORS[e.editing]?.title || e.editing}`);
       else if (e.field) where.push(`in ${ui.labels.get(e.field) || e.field}`);
-      const text = `${e.name || e.user} · ${where.join(" · ")}`;
-      return h("li", { class: "peer", title: text, dataset: { user: e.user, tab: e.tab || "", field: e.field || "", editing: e.editing || "" } },
-        h("span", { class: "avatar", "aria-hidden": "true" }, initials(e.name || e.user)),
+      const text = `${nameOf(e)} · ${where.join(" · ")}`;
+      return h("li", { class: "peer", title: text, style: `--peer:${colourOf(e.user)}`, dataset: { user: e.user, tab: e.tab || "", field: e.field || "", editing: e.editing || "" } },
+        h("span", { class: "avatar", "aria-hidden": "true" }, initials(nameOf(e))),
         h("span", { class: "peer-text" }, text));
     }));
+    renderLocks();
+  }
+
+  // Soft locks: a field a teammate is in is outlined in their colour with
+  // their name, and the Edit button of a message a teammate has open in
+  // the full-screen editor says who. Nothing is refused: first writer wins
+  // still decides, this only warns before it has to.
+  function holders(path) {
+    return others().filter((e) => e.field === path && !e.editing);
+  }
+
+  function renderLocks() {
+    for (const [path, entry] of ui.bound) {
+      const wrap = entry.el.closest(".field") || entry.el.parentElement;
+      if (!wrap) continue;
+      const who = holders(path);
+      let badge = wrap.querySelector(":scope > .lock");
+      if (!who.length) {
+        entry.el.classList.remove("locked");
+        entry.el.style.removeProperty("--peer");
+        badge?.remove();
+        wrap.querySelector(":scope > .lock-warning")?.remove();
+        continue;
+      }
+      entry.el.classList.add("locked");
+      entry.el.style.setProperty("--peer", colourOf(who[0].user));
+      if (!badge) {
+        badge = h("span", { class: "lock" });
+        wrap.append(badge);
+      }
+      badge.style.setProperty("--peer", colourOf(who[0].user));
+      badge.dataset.user = who[0].user;
+      badge.textContent = `${who.map((e) => nameOf(e)).join(", ")} ${who.length > 1 ? "are" : "is"} editing`;
+    }
+    for (const btn of panel.querySelectorAll("[data-editor-path]")) {
+      const who = others().filter((e) => e.editing === btn.dataset.editorPath);
+      let note = btn.parentElement.querySelector(".editor-lock");
+      if (!who.length) { note?.remove(); continue; }
+      if (!note) {
+        note = h("p", { class: "editor-lock lock" });
+        btn.after(note);
+      }
+      note.style.setProperty("--peer", colourOf(who[0].user));
+      note.textContent = `${who.map((e) => nameOf(e)).join(", ")} ${who.length > 1 ? "have" : "has"} this open in the full-screen editor`;
+    }
+  }
+
+  // warnIfLocked tells a user typing into a field a teammate is in that one
+  // of them will lose: whoever's edit reaches the server second.
+  function warnIfLocked(entry) {
+    const who = holders(entry.el.dataset.path);
+    if (!who.length) return;
+    const wrap = entry.el.closest(".field") || entry.el.parentElement;
+    if (!wrap || wrap.querySelector(":scope > .lock-warning")) return;
+    wrap.append(h("p", { class: "lock-warning", role: "alert" },
+      `${nameOf(who[0])} is editing this field too: if you both change it, the first change to arrive is kept and the other is refused.`));
   }
 
   function updateIndicator() {
@@ -510,8 +645,8 @@ function campaignView(main, id, tab) {
   function showConflict({ paths, values, winners }) {
     const parts = winners.map((w) => {
       const label = ui.labels.get(w.path) || labelFor(w.path);
-      const who = w.by ? (w.by.name || w.by.user) : "A teammate";
-      const val = w.value === undefined ? "(removed)" : typeof w.value === "string" ? `“${w.value}”` : JSON.stringify(w.value);
+      const who = nameOf(w.by);
+      const val = w.value === undefined ? "(removed)" : show(w.value, 160);
       return h("li", { dataset: { path: w.path } }, h("strong", {}, who), ` changed `, h("strong", {}, label), ` first. Their value is kept: `, h("span", { class: "winner-value" }, val));
     });
     conflict.replaceChildren(
@@ -551,12 +686,18 @@ function campaignView(main, id, tab) {
       case "message": content = messagePanel(ro); break;
       case "canvas": content = renderCanvas({ c, ui, app, bind, rerender: renderPanel, readOnly: ro }); break;
       case "schedule": content = schedulePanel(ro); break;
-      case "history": content = historyPanel(ro); break;
+      case "history": {
+        const hp = historyPanel({ app, c, id, readOnly: ro, banner });
+        ui.reloadHistory = hp.reload;
+        content = hp.el;
+        break;
+      }
     }
     panel.replaceChildren(content);
+    renderLocks();
     for (const [p, v] of typed) {
       const e = ui.bound.get(p);
-      if (e) { e.el.value = v; e.timer = setTimeout(e.commit, 250); }
+      if (e) { e.el.value = v; e.timer = setTimeout(e.commit, STREAM_MS); }
     }
     if (key) {
       const again = panel.querySelector(`[data-path="${CSS.escape(key)}"], [data-key="${CSS.escape(key)}"]`);
@@ -566,6 +707,16 @@ function campaignView(main, id, tab) {
         if (sel) try { again.setSelectionRange(sel[0], sel[1]); } catch { /* not a text field */ }
       }
     }
+  }
+
+  // reshapes says whether a change of ours alters what the panel shows
+  // beyond the field that made it, so the panel is drawn again: a
+  // full-screen editor's Done (its message card), a choice that shows or
+  // hides fields.
+  function reshapes(p) {
+    if (ui.tab === "message") return /^\/messages\/[^/]+$/.test(p) || p === "/messages";
+    if (ui.tab === "schedule") return ["/delivery", "/delivery/mode", "/canvas/schedule", "/canvas/schedule/frequency"].includes(p);
+    return false;
   }
 
   function refreshBound() {
@@ -592,9 +743,10 @@ function campaignView(main, id, tab) {
     const email = c.get("/messages/email") || {};
     const inApp = c.get("/messages/in_app") || {};
     const preview = h("iframe", { class: "preview", title: "Email preview", sandbox: "", srcdoc: email.html || "<p style='color:#888'>No body yet</p>" });
-    const open = (path, btn) => openMessageEditor({ c, path, returnFocus: btn, readOnly: ro, onConflict: showConflict });
-    const emailBtn = h("button", { id: "open-email", class: "primary", onclick: (ev) => open("/messages/email", ev.currentTarget) }, "Edit email");
-    const inAppBtn = h("button", { id: "open-in-app", onclick: (ev) => open("/messages/in_app", ev.currentTarget) }, "Edit in-app message");
+    const open = (path, btn) => openMessageEditor({ c, path, returnFocus: btn, readOnly: ro, onConflict: showConflict,
+      teammates: () => others().filter((e) => e.editing === path) });
+    const emailBtn = h("button", { id: "open-email", class: "primary", dataset: { editorPath: "/messages/email" }, onclick: (ev) => open("/messages/email", ev.currentTarget) }, "Edit email");
+    const inAppBtn = h("button", { id: "open-in-app", dataset: { editorPath: "/messages/in_app" }, onclick: (ev) => open("/messages/in_app", ev.currentTarget) }, "Edit in-app message");
     return h("div", { class: "message-panel" },
       h("div", { class: "form-grid" },
         input("/sender/from_name", "From name", { id: "f-from-name", disabled: ro }),
@@ -628,7 +780,7 @@ function campaignView(main, id, tab) {
     const mode = h("select", { id: "f-delivery-mode", disabled: ro }, [["immediate", "As soon as launched"], ["scheduled", "At a set time"]].map(([v, l]) => h("option", { value: v, selected: (delivery.mode || "immediate") === v }, l)));
     const parts = [
       h("h2", {}, "Delivery"),
-      field("Send", bind(mode, "/delivery/mode", "Send")),
+      field("Send", bind(mode, "/delivery/mode", "Send", { format: (v) => v || "immediate" })),
     ];
     if (delivery.mode === "scheduled") parts.push(input("/delivery/send_at", "Send at", { type: "datetime-local", id: "f-send-at", disabled: ro }));
     parts.push(h("h2", {}, "Audience refresh"), field("Run the canvas's Save audience activities", freq, "The server runs them on this schedule, in this time zone."));
@@ -645,41 +797,6 @@ function campaignView(main, id, tab) {
     return h("div", { class: "form-grid" }, parts);
   }
 
-  function historyPanel(ro) {
-    const body = h("tbody", {}, h("tr", {}, h("td", { colspan: 5 }, "Loading…")));
-    const box = h("div", {},
-      h("table", { class: "list", id: "versions" },
-        h("caption", {}, "Saved versions, newest first"),
-        h("thead", {}, h("tr", {}, ["Version", "Saved", "By", "Trigger", ""].map((t) => h("th", { scope: "col" }, t)))),
-        body));
-    const load = async () => {
-      try {
-        const { versions } = await app.api.versions(id);
-        body.replaceChildren(...versions.map((v, i) => h("tr", { dataset: { version: v.version } },
-          h("td", {}, `v${v.version}`),
-          h("td", {}, fmtDate(v.at)),
-          h("td", {}, v.by || ""),
-          h("td", {}, h("span", { class: "badge" }, v.trigger || "")),
-          h("td", {}, i === 0 || ro ? "" : h("button", {
-            onclick: async () => {
-              if (!confirm(`Restore version ${v.version}? It becomes a new edit; nothing is lost.`)) return;
-              try {
-                await app.api.restore(id, v.version);
-                banner(`Version ${v.version} restored.`, "ok");
-              } catch (e) {
-                banner(`Restore failed: ${e.message}`, "error");
-              }
-            },
-          }, "Restore")))));
-      } catch (e) {
-        body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "form-error" }, e.message)));
-      }
-    };
-    ui.reloadHistory = load;
-    load();
-    return box;
-  }
-
   // --- wiring ----------------------------------------------------------------
 
   on(c, "snapshot", () => { renderHead(); renderPanel(); updateIndicator(); });
@@ -688,6 +805,8 @@ function campaignView(main, id, tab) {
     if (ev.detail.remote) {
       if (ui.tab === "canvas" || ui.tab === "message" || ui.tab === "schedule") renderPanel();
       else refreshBound();
+    } else if (ev.detail.paths.some((p) => reshapes(p))) {
+      renderPanel(); // a choice of ours that changes what the panel shows
     }
     updateIndicator();
   });
@@ -701,7 +820,12 @@ function campaignView(main, id, tab) {
   on(c, "presence", renderPresence);
   on(c, "status", () => { renderHead(); renderPanel(); });
   on(c, "state", updateIndicator);
-  on(c, "restored", () => banner("A teammate restored an earlier version.", "ok"));
+  on(c, "restored", (ev) => {
+    const m = ev.detail;
+    const mine = m.by && app.client.user && m.by.user === app.client.user.user;
+    if (!mine) banner(`${nameOf(m.by)} restored ${m.version ? `version ${m.version}` : "an earlier version"}.`, "ok");
+    if (ui.tab === "history") ui.reloadHistory?.();
+  });
   on(c, "error", (ev) => banner(`Cannot open this campaign: ${ev.detail.message}`, "error"));
   on(c, "activity", (ev) => { ui.canvas.result(ev.detail); if (ui.tab === "canvas") renderPanel(); });
   on(c, "audience-saved", (ev) => { ui.canvas.saved(ev.detail); if (ui.tab === "canvas") renderPanel(); });

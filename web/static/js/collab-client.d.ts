@@ -76,8 +76,25 @@ export declare class CollabClient extends EventTarget {
   request(msg: { type: string; [k: string]: unknown }, options?: { timeout?: number }): Promise<any>;
   /** join a campaign (once per client), rejoined after every reconnect */
   campaign(id: string): Campaign;
+  /** keep the workspace's campaign list live: "campaign" events (CampaignListed), re-watched after reconnects */
+  watchCampaigns(): void;
+  unwatchCampaigns(): void;
   audiences(query?: string): Promise<any>;
   audience(id: string, offset?: number, limit?: number): Promise<any>;
+}
+
+/** a change to the workspace's campaign list (the client's "campaign" event) */
+export interface CampaignListed {
+  type: "campaign";
+  workspace: string;
+  change: "created" | "renamed" | "status";
+  id: string;
+  name?: string;
+  status?: string;
+  /** orders renames: keep the name of the highest rev seen */
+  rev?: number;
+  by?: string;
+  at: number;
 }
 
 export interface ChangeDetail {
@@ -137,6 +154,8 @@ export declare class Campaign extends EventTarget {
   stage(path: string, value: unknown): Promise<any>;
   /** commit the staged value; rejects with code "conflict" (and .refresh) if a teammate changed it */
   done(path: string, value: unknown, base?: number): Promise<any>;
+  /** commit and save the staged value with the editor left open; rejects with code "conflict" like done */
+  saveEditor(path: string, value: unknown): Promise<any>;
   cancel(path: string): Promise<any>;
   run(activity: string): Promise<any>;
   saveAudience(activity: string): Promise<any>;

@@ -46,6 +46,7 @@ export class CollabClient extends EventTarget {
     this.retryTimer = null;
     this.clientId = Math.random().toString(36).slice(2, 10);
     this.lastClose = null;
+    this.watching = false; // the workspace's campaign list, re-watched after a reconnect
   }
 
   connect() {
@@ -177,7 +178,13 @@ export class CollabClient extends EventTarget {
       this.user = msg;
       this.attempt = 0;
       this.setState("online");
+      if (this.watching) this.rawSend({ type: "campaigns.watch" });
       for (const c of this.campaigns.values()) c.connected();
+      return;
+    }
+    if (msg.type === "campaign") {
+      // The workspace's campaign list changed (campaigns.watch).
+      this.dispatchEvent(new CustomEvent("campaign", { detail: msg }));
       return;
     }
     if (msg.type === "error" && this.state === "connecting") {
@@ -220,6 +227,22 @@ export class CollabClient extends EventTarget {
 
   forget(id) {
     this.campaigns.delete(id);
+  }
+
+  // watchCampaigns keeps the workspace's campaign list live: the client
+  // emits "campaign" {change: created|renamed|status, id, name?, status?,
+  // rev?, by} for every node's changes, and watches again after each
+  // reconnect (a list should reload then: what happened offline is not
+  // replayed).
+  watchCampaigns() {
+    this.watching = true;
+    if (this.state === "online") this.rawSend({ type: "campaigns.watch" });
+  }
+
+  unwatchCampaigns() {
+    if (!this.watching) return;
+    this.watching = false;
+    if (this.state === "online") this.rawSend({ type: "campaigns.unwatch" });
   }
 
   audiences(query = "") {
@@ -617,6 +640,26 @@ export class Campaign extends EventTarget {
     const reply = await this.req(msg);
     if (reply.type === "refresh") {
       this.presenceState.editing = path;
+      throw Object.assign(new CollabError("conflict", "a teammate changed it while the editor was open"), { refresh: reply });
+    }
+    try {
+      this.confirmed = apply(this.confirmed, setOps(this.confirmed, path, value));
+      if (reply.rev > this.rev) this.rev = reply.rev;
+      this.recompute();
+      this.emit("change", { remote: false, paths: [path], acked: true });
+    } catch {
+      this.rejoin();
+    }
+    return reply;
+  }
+
+  // saveEditor commits the staged value into the draft and saves it, with
+  // the full-screen editor left open (editor.done with keep_open): the
+  // "save as a precaution" of a long edit. Resolves with the ack; a
+  // teammate's change since the editor opened rejects with "conflict".
+  async saveEditor(path, value) {
+    const reply = await this.req({ type: "editor.done", path, keep_open: true });
+    if (reply.type === "refresh") {
       throw Object.assign(new CollabError("conflict", "a teammate changed it while the editor was open"), { refresh: reply });
     }
     try {

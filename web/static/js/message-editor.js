@@ -1,9 +1,11 @@
 // The full-screen message editor. What is typed here is staged on the server
 // for this user alone (editor.stage): never autosaved, never seen by
 // teammates, and offered back if the page reloads. Done commits it as one
-// edit and saves at once; Cancel drops it.
+// edit and saves at once; Save does the same with the editor left open (a
+// save "as a precaution" during a long edit); Cancel drops what is staged.
 
-import { h, field } from "./dom.js";
+import { h, field, fmtTime } from "./dom.js";
+import { nameOf } from "./people.js";
 
 export const EDITORS = {
   "/messages/email": {
@@ -31,7 +33,7 @@ function esc(s) {
   return String(s ?? "").replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[ch]));
 }
 
-export async function openMessageEditor({ c, path, returnFocus, readOnly, onConflict }) {
+export async function openMessageEditor({ c, path, returnFocus, readOnly, onConflict, teammates = () => [] }) {
   const spec = EDITORS[path];
   const saved = { ...(c.get(path) || {}) };
   let value = { ...saved };
@@ -57,9 +59,10 @@ export async function openMessageEditor({ c, path, returnFocus, readOnly, onConf
     form.append(field(label, el));
   }
   const doneBtn = h("button", { class: "primary", id: "editor-done", disabled: readOnly, onclick: () => done() }, "Done");
+  const saveBtn = h("button", { id: "editor-save", disabled: readOnly, title: "Save into the draft now and keep editing", onclick: () => save() }, "Save");
   const cancelBtn = h("button", { id: "editor-cancel", onclick: () => cancel() }, readOnly ? "Close" : "Cancel");
   const dialog = h("div", { class: "fullscreen", role: "dialog", "aria-modal": "true", "aria-labelledby": "editor-title", id: "message-editor" },
-    h("header", {}, h("h2", { id: "editor-title" }, spec.title), status, h("div", { class: "spacer" }), cancelBtn, doneBtn),
+    h("header", {}, h("h2", { id: "editor-title" }, spec.title), status, h("div", { class: "spacer" }), cancelBtn, saveBtn, doneBtn),
     notice,
     h("div", { class: "editor-body" }, form, h("div", { class: "preview-pane" }, h("h3", {}, "Preview"), preview)));
 
@@ -94,6 +97,16 @@ export async function openMessageEditor({ c, path, returnFocus, readOnly, onConf
     else if (!ev.shiftKey && document.activeElement === last) { ev.preventDefault(); first.focus(); }
   });
 
+  // A teammate who has this message open too: say so before typing starts,
+  // since only the first Done to arrive is kept as is.
+  const already = teammates();
+  if (already.length && !readOnly) {
+    notice.hidden = false;
+    notice.className = "notice warn";
+    notice.id = "editor-notice";
+    notice.textContent = `${already.map((e) => nameOf(e)).join(", ")} ${already.length > 1 ? "have" : "has"} this message open in the full-screen editor too. Whoever presses Done first is kept; the other is asked to merge.`;
+  }
+
   const background = document.getElementById("app");
   background.setAttribute("aria-hidden", "true");
   background.inert = true;
@@ -107,6 +120,7 @@ export async function openMessageEditor({ c, path, returnFocus, readOnly, onConf
       value = { ...saved, ...reply.staged };
       fill();
       notice.hidden = false;
+      notice.className = "notice";
       notice.replaceChildren(
         h("span", {}, "Your earlier unsaved changes to this message were kept; they are shown here. "),
         h("button", {
@@ -130,7 +144,10 @@ export async function openMessageEditor({ c, path, returnFocus, readOnly, onConf
     dialog.remove();
     background.removeAttribute("aria-hidden");
     background.inert = false;
-    returnFocus?.focus();
+    // The panel may have been drawn again meanwhile (Done shows the new
+    // message on its card): focus the button as it is now.
+    const back = returnFocus && !returnFocus.isConnected && returnFocus.id ? document.getElementById(returnFocus.id) : returnFocus;
+    back?.focus();
   }
 
   async function done() {
@@ -155,6 +172,32 @@ export async function openMessageEditor({ c, path, returnFocus, readOnly, onConf
       } else {
         status.textContent = `Not saved: ${e.message}. Your changes are kept; try Done again.`;
       }
+    }
+  }
+
+  // save commits what is typed into the draft and makes it durable, with
+  // the editor left open: its next Done or Save starts from here.
+  async function save() {
+    saveBtn.disabled = true;
+    status.textContent = "Saving…";
+    try {
+      await stage();
+      const ack = await c.saveEditor(path, value);
+      status.textContent = "Saved into the draft — still editing";
+      const durable = () => {
+        if (c.savedRev >= ack.rev) {
+          status.textContent = `Saved at ${fmtTime(c.savedAt || new Date())} — still editing`;
+          c.removeEventListener("saved", durable);
+        }
+      };
+      c.addEventListener("saved", durable);
+      durable();
+    } catch (e) {
+      status.textContent = e.code === "conflict"
+        ? "A teammate changed this message while you were editing: press Done to see theirs and choose"
+        : `Not saved: ${e.message}. Your changes are kept.`;
+    } finally {
+      saveBtn.disabled = false;
     }
   }
 
