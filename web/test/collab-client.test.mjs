@@ -241,7 +241,7 @@ test("collab-client.d.ts matches the module", () => {
   const dts = readFileSync(new URL("../static/js/collab-client.d.ts", import.meta.url), "utf8");
   const internal = new Set(["constructor", "rawSend", "receive", "dropRequests", "scheduleRetry", "setState", "forget",
     "emit", "connected", "disconnected", "handle", "handleError", "onSnapshot", "onJoined", "onUpdate", "onAck", "onRefresh",
-    "rejoin", "noteAuthor", "recompute", "flush", "req"]);
+    "rejoin", "noteAuthor", "recompute", "flush", "req", "commitStaged"]);
   for (const [name, cls] of [["CollabClient", CollabClient], ["Campaign", Campaign]]) {
     const body = dts.match(new RegExp(`export declare class ${name}[^{]*\\{([\\s\\S]*?)\\n\\}`));
     assert.ok(body, `${name} declared`);

@@ -637,36 +637,34 @@ export class Campaign extends EventTarget {
     this.presenceState.editing = "";
     const msg = { type: "editor.done", path };
     if (base !== undefined) msg.base = base;
-    const reply = await this.req(msg);
-    if (reply.type === "refresh") {
-      this.presenceState.editing = path;
-      throw Object.assign(new CollabError("conflict", "a teammate changed it while the editor was open"), { refresh: reply });
-    }
     try {
-      this.confirmed = apply(this.confirmed, setOps(this.confirmed, path, value));
-      if (reply.rev > this.rev) this.rev = reply.rev;
-      this.recompute();
-      this.emit("change", { remote: false, paths: [path], acked: true });
-    } catch {
-      this.rejoin();
+      return await this.commitStaged(msg, value);
+    } catch (err) {
+      if (err.code === "conflict") this.presenceState.editing = path;
+      throw err;
     }
-    return reply;
   }
 
   // saveEditor commits the staged value into the draft and saves it, with
   // the full-screen editor left open (editor.done with keep_open): the
   // "save as a precaution" of a long edit. Resolves with the ack; a
   // teammate's change since the editor opened rejects with "conflict".
-  async saveEditor(path, value) {
-    const reply = await this.req({ type: "editor.done", path, keep_open: true });
+  saveEditor(path, value) {
+    return this.commitStaged({ type: "editor.done", path, keep_open: true }, value);
+  }
+
+  // commitStaged sends an editor.done and, on its ack, puts value into the
+  // confirmed document (the server applied it; no update comes back to us).
+  async commitStaged(msg, value) {
+    const reply = await this.req(msg);
     if (reply.type === "refresh") {
       throw Object.assign(new CollabError("conflict", "a teammate changed it while the editor was open"), { refresh: reply });
     }
     try {
-      this.confirmed = apply(this.confirmed, setOps(this.confirmed, path, value));
+      this.confirmed = apply(this.confirmed, setOps(this.confirmed, msg.path, value));
       if (reply.rev > this.rev) this.rev = reply.rev;
       this.recompute();
-      this.emit("change", { remote: false, paths: [path], acked: true });
+      this.emit("change", { remote: false, paths: [msg.path], acked: true });
     } catch {
       this.rejoin();
     }
