@@ -18,10 +18,51 @@ type Canvas struct {
 	Schedule    json.RawMessage     `json:"schedule,omitempty"`
 }
 
-// Activity is one node of the canvas.
+// Activity is one node of the canvas. Label is the user's name for it
+// (what every message names it by); the editor also keeps its position on
+// the plane, which nothing here reads.
 type Activity struct {
 	Type   string          `json:"type"`
+	Label  string          `json:"label,omitempty"`
 	Config json.RawMessage `json:"config"`
+}
+
+// TypeName is how an activity type reads in a sentence.
+func TypeName(t string) string {
+	switch t {
+	case BuildAudience:
+		return "Build audience"
+	case SaveAudience:
+		return "Save audience"
+	case Combine:
+		return "Combine"
+	case Deduplication:
+		return "Deduplication"
+	case Split:
+		return "Split"
+	}
+	return "Activity"
+}
+
+// Name is how messages name an activity: its type and label (Save
+// audience "Subscribers"), a save's audience label when the activity has
+// none, else its type and id.
+func (c *Canvas) Name(id string) string {
+	a, ok := c.Activities[id]
+	if !ok {
+		return fmt.Sprintf("activity %q", id)
+	}
+	if a.Label != "" {
+		return fmt.Sprintf("%s %q", TypeName(a.Type), a.Label)
+	}
+	var cfg struct {
+		Label string `json:"label"`
+	}
+	json.Unmarshal(a.Config, &cfg)
+	if cfg.Label != "" {
+		return fmt.Sprintf("%s %q", TypeName(a.Type), cfg.Label)
+	}
+	return fmt.Sprintf("%s %s", TypeName(a.Type), id)
 }
 
 // Transition carries a population from an activity's output to another
@@ -120,12 +161,12 @@ func (c *Canvas) Upstream(node string) []Transition {
 
 func (p *Planner) config(id string, a Activity, v any) error {
 	if len(a.Config) == 0 {
-		return errcode.New(errcode.Invalid, "activity %s: missing config", id)
+		return errcode.New(errcode.Invalid, "%s: missing config", p.Canvas.Name(id))
 	}
 	dec := json.NewDecoder(strings.NewReader(string(a.Config)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errcode.New(errcode.Invalid, "activity %s (%s): config: %v", id, a.Type, err)
+		return errcode.New(errcode.Invalid, "%s: config: %v", p.Canvas.Name(id), err)
 	}
 	return nil
 }
@@ -134,21 +175,24 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 	id, output, _ := strings.Cut(node, "#")
 	a, ok := p.Canvas.Activities[id]
 	if !ok {
-		return "", nil, errcode.New(errcode.Invalid, "no activity %q on the canvas", id)
+		return "", nil, errcode.New(errcode.Invalid, "there is no activity %q on the canvas", id)
 	}
 	if visiting[id] {
-		return "", nil, errcode.New(errcode.Invalid, "the canvas loops through activity %s", id)
+		return "", nil, errcode.New(errcode.Invalid, "the canvas loops through %s: remove a connection of the loop", p.Canvas.Name(id))
 	}
 	visiting[id] = true
 	defer delete(visiting, id)
 	if output != "" && a.Type != Split {
-		return "", nil, errcode.New(errcode.Invalid, "activity %s (%s) has one output; %q names another", id, a.Type, node)
+		return "", nil, errcode.New(errcode.Invalid, "%s has one output; %q names another", p.Canvas.Name(id), node)
 	}
 	ws := func() string { return q.Arg(p.Workspace) }
 	single := func() (string, []string, error) {
 		in := p.Canvas.Inputs(id)
 		if len(in) != 1 {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s (%s) needs exactly one incoming transition, has %d", id, a.Type, len(in))
+			if len(in) == 0 {
+				return "", nil, errcode.New(errcode.Invalid, "%s has no incoming activity: connect one", p.Canvas.Name(id))
+			}
+			return "", nil, errcode.New(errcode.Invalid, "%s takes one incoming activity and has %d: remove all but one", p.Canvas.Name(id), len(in))
 		}
 		return p.plan(q, in[0].From, visiting)
 	}
@@ -163,11 +207,11 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 			return "", nil, err
 		}
 		if (len(cfg.Rule) == 0) == (cfg.Audience == "") {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s: build_audience takes a rule or an audience, one of them", id)
+			return "", nil, errcode.New(errcode.Invalid, "%s needs either a rule or an existing audience (one of them)", p.Canvas.Name(id))
 		}
 		for i, c := range cfg.Columns {
 			if c == "" || c == "id" || len(c) > MaxFieldBytes || strings.ContainsAny(c, "\"\\\x00") {
-				return "", nil, errcode.New(errcode.Invalid, "activity %s: columns[%d]: bad attribute name %q", id, i, c)
+				return "", nil, errcode.New(errcode.Invalid, "%s: columns[%d]: bad attribute name %q", p.Canvas.Name(id), i, c)
 			}
 		}
 		if cfg.Audience != "" {
@@ -180,7 +224,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 		}
 		r, err := ParseRule(cfg.Rule)
 		if err != nil {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s: %v", id, err)
+			return "", nil, errcode.New(errcode.Invalid, "%s: %v", p.Canvas.Name(id), err)
 		}
 		return "SELECT p.id AS id, " + q.dataOf("p", cfg.Columns) + " AS data FROM profiles p WHERE p.workspace = " + ws() +
 			" AND " + q.Where(r, "p"), cfg.Columns, nil
@@ -195,7 +239,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 		}
 		in := p.Canvas.Inputs(id)
 		if len(in) < 2 {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s: combine needs at least two incoming transitions, has %d", id, len(in))
+			return "", nil, errcode.New(errcode.Invalid, "%s combines two activities or more and has %d incoming: connect another", p.Canvas.Name(id), len(in))
 		}
 		// The primary input first, the others in canvas order.
 		nodes := []string{}
@@ -207,7 +251,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 				}
 			}
 			if !found {
-				return "", nil, errcode.New(errcode.Invalid, "activity %s: primary %q is not one of its inputs", id, cfg.Primary)
+				return "", nil, errcode.New(errcode.Invalid, "%s: primary %q is not one of its inputs", p.Canvas.Name(id), cfg.Primary)
 			}
 			nodes = append(nodes, cfg.Primary)
 		}
@@ -249,7 +293,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 			}
 			return "SELECT c0.id AS id, c0.data AS data FROM (" + subs[0] + ") c0 WHERE " + strings.Join(where, " AND "), cols, nil
 		}
-		return "", nil, errcode.New(errcode.Invalid, "activity %s: combine operator must be union, intersection or exclusion, not %q", id, cfg.Operator)
+		return "", nil, errcode.New(errcode.Invalid, "%s: the operator must be union, intersection or exclusion, not %q", p.Canvas.Name(id), cfg.Operator)
 
 	case Deduplication:
 		var cfg struct {
@@ -264,11 +308,11 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 			return "", nil, err
 		}
 		if len(cfg.Keys) == 0 {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s: deduplication needs keys", id)
+			return "", nil, errcode.New(errcode.Invalid, "%s needs the columns that identify duplicates (keys)", p.Canvas.Name(id))
 		}
 		order := map[string]string{"": "ASC", "first": "ASC", "last": "DESC"}[cfg.Keep]
 		if order == "" {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s: keep must be first or last", id)
+			return "", nil, errcode.New(errcode.Invalid, "%s: keep must be first or last", p.Canvas.Name(id))
 		}
 		var parts []string
 		for _, k := range cfg.Keys {
@@ -277,7 +321,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 				continue
 			}
 			if !contains(cols, k) {
-				return "", nil, errcode.New(errcode.Invalid, "activity %s: key %q is not a column of its input (%s)", id, k, strings.Join(cols, ", "))
+				return "", nil, errcode.New(errcode.Invalid, "%s: key %q is not a column of its input (%s)", p.Canvas.Name(id), k, strings.Join(cols, ", "))
 			}
 			// A member without the key is its own group: never merged with others.
 			parts = append(parts, "COALESCE("+q.jsonText("d.data", k)+", 'id:' || d.id)")
@@ -298,33 +342,33 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 			return "", nil, err
 		}
 		if len(cfg.Subsets) == 0 {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s: split needs subsets", id)
+			return "", nil, errcode.New(errcode.Invalid, "%s needs at least one subset", p.Canvas.Name(id))
 		}
 		if output == "" {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s: a split has one output per subset: name one as %s#<subset>", id, id)
+			return "", nil, errcode.New(errcode.Invalid, "%s: a split has one output per subset: name one as %s#<subset>", p.Canvas.Name(id), id)
 		}
 		names := map[string]int{}
 		for i, s := range cfg.Subsets {
 			if s.Name == "" || s.Name == "complement" || strings.Contains(s.Name, "#") {
-				return "", nil, errcode.New(errcode.Invalid, "activity %s: subsets[%d] needs a name other than complement, without #", id, i)
+				return "", nil, errcode.New(errcode.Invalid, "%s: subsets[%d] needs a name other than complement, without #", p.Canvas.Name(id), i)
 			}
 			if _, dup := names[s.Name]; dup {
-				return "", nil, errcode.New(errcode.Invalid, "activity %s: two subsets named %q", id, s.Name)
+				return "", nil, errcode.New(errcode.Invalid, "%s: two subsets named %q", p.Canvas.Name(id), s.Name)
 			}
 			if s.Limit < 0 {
-				return "", nil, errcode.New(errcode.Invalid, "activity %s: subsets[%d]: limit must be positive", id, i)
+				return "", nil, errcode.New(errcode.Invalid, "%s: subsets[%d]: limit must be positive", p.Canvas.Name(id), i)
 			}
 			names[s.Name] = i
 		}
 		upto, ok := names[output]
 		if output == "complement" {
 			if !cfg.Complement {
-				return "", nil, errcode.New(errcode.Invalid, "activity %s has no complement output (set complement: true)", id)
+				return "", nil, errcode.New(errcode.Invalid, "%s has no complement output (set complement: true)", p.Canvas.Name(id))
 			}
 			upto, ok = len(cfg.Subsets), true
 		}
 		if !ok {
-			return "", nil, errcode.New(errcode.Invalid, "activity %s has no output %q", id, output)
+			return "", nil, errcode.New(errcode.Invalid, "%s has no output %q", p.Canvas.Name(id), output)
 		}
 		in, cols, err := single()
 		if err != nil {
@@ -340,7 +384,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 				if len(s.Rule) > 0 {
 					r, err := ParseRule(s.Rule)
 					if err != nil {
-						return "", nil, errcode.New(errcode.Invalid, "activity %s subset %s: %v", id, s.Name, err)
+						return "", nil, errcode.New(errcode.Invalid, "%s subset %s: %v", p.Canvas.Name(id), s.Name, err)
 					}
 					cond = q.Where(r, "p")
 				}
@@ -359,7 +403,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 			}
 			taken = append(taken, sql)
 		}
-		return "", nil, errcode.New(errcode.Invalid, "activity %s has no output %q", id, output)
+		return "", nil, errcode.New(errcode.Invalid, "%s has no output %q", p.Canvas.Name(id), output)
 
 	case SaveAudience:
 		// The population flows through unchanged; whether it may flow on is
@@ -367,7 +411,7 @@ func (p *Planner) plan(q *Query, node string, visiting map[string]bool) (string,
 		// follows a transition out of it.
 		return single()
 	}
-	return "", nil, errcode.New(errcode.Invalid, "activity %s: unknown type %q", id, a.Type)
+	return "", nil, errcode.New(errcode.Invalid, "%s: unknown type %q", p.Canvas.Name(id), a.Type)
 }
 
 // dataOf builds the JSON object of carried columns from profile attributes.
@@ -433,23 +477,23 @@ func (c *Canvas) SaveConfigOf(id string) (SaveConfig, error) {
 		return SaveConfig{}, errcode.New(errcode.Invalid, "no activity %q on the canvas", id)
 	}
 	if a.Type != SaveAudience {
-		return SaveConfig{}, errcode.New(errcode.Invalid, "activity %s is a %s, not a save_audience", id, a.Type)
+		return SaveConfig{}, errcode.New(errcode.Invalid, "%s is a %s, not a save_audience", c.Name(id), a.Type)
 	}
 	var cfg SaveConfig
 	dec := json.NewDecoder(strings.NewReader(string(a.Config)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return cfg, errcode.New(errcode.Invalid, "activity %s: config: %v", id, err)
+		return cfg, errcode.New(errcode.Invalid, "%s: config: %v", c.Name(id), err)
 	}
 	switch {
 	case cfg.Mode == "create_or_update" && (strings.TrimSpace(cfg.Label) == "" || len(cfg.Label) > 200):
-		return cfg, errcode.New(errcode.Invalid, "activity %s: create_or_update needs a label of 1 to 200 characters", id)
+		return cfg, errcode.New(errcode.Invalid, "%s: create_or_update needs a label of 1 to 200 characters", c.Name(id))
 	case cfg.Mode == "update" && cfg.Audience == "":
-		return cfg, errcode.New(errcode.Invalid, "activity %s: update needs an audience id", id)
+		return cfg, errcode.New(errcode.Invalid, "%s: update needs an audience id", c.Name(id))
 	case cfg.Mode != "create_or_update" && cfg.Mode != "update":
-		return cfg, errcode.New(errcode.Invalid, "activity %s: mode must be create_or_update or update", id)
+		return cfg, errcode.New(errcode.Invalid, "%s: mode must be create_or_update or update", c.Name(id))
 	case cfg.UpdateMode != "replace" && cfg.UpdateMode != "append":
-		return cfg, errcode.New(errcode.Invalid, "activity %s: update_mode must be replace or append", id)
+		return cfg, errcode.New(errcode.Invalid, "%s: update_mode must be replace or append", c.Name(id))
 	}
 	return cfg, nil
 }
@@ -461,7 +505,7 @@ func (c *Canvas) CheckFlow(node string) error {
 		from := strings.SplitN(t.From, "#", 2)[0]
 		if a := c.Activities[from]; a.Type == SaveAudience {
 			if cfg, err := c.SaveConfigOf(from); err == nil && !cfg.Outbound {
-				return errcode.New(errcode.Invalid, "activity %s does not generate an outbound transition; the branch ends there", from)
+				return errcode.New(errcode.Invalid, "%s does not pass its population on (its outbound transition is off), so the branch ends there", c.Name(from))
 			}
 		}
 	}

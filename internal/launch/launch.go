@@ -115,7 +115,7 @@ func checkCanvas(doc campaign.Document) []Problem {
 	for _, id := range c.SortedIDs() {
 		a := c.Activities[id]
 		path := "/canvas/activities/" + id
-		name := activityName(a, id)
+		name := c.Name(id)
 		switch a.Type {
 		case audience.BuildAudience:
 			builds++
@@ -151,31 +151,3 @@ func checkCanvas(doc campaign.Document) []Problem {
 	return out
 }
 
-// activityName is how the editor names an activity: its label, or its type
-// and id.
-func activityName(a audience.Activity, id string) string {
-	var cfg struct {
-		Label string `json:"label"`
-	}
-	json.Unmarshal(a.Config, &cfg)
-	if cfg.Label != "" {
-		return fmt.Sprintf("%s %q", typeName(a.Type), cfg.Label)
-	}
-	return fmt.Sprintf("%s %s", typeName(a.Type), id)
-}
-
-func typeName(t string) string {
-	switch t {
-	case audience.BuildAudience:
-		return "Build audience"
-	case audience.SaveAudience:
-		return "Save audience"
-	case audience.Combine:
-		return "Combine"
-	case audience.Deduplication:
-		return "Deduplication"
-	case audience.Split:
-		return "Split"
-	}
-	return "Activity"
-}

@@ -71,7 +71,7 @@ func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activit
 		// A split shows each output's count; its own count is its input's.
 		in := c.Inputs(activity)
 		if len(in) != 1 {
-			return res, errcode.New(errcode.Invalid, "activity %s (split) needs exactly one incoming transition", activity)
+			return res, errcode.New(errcode.Invalid, "%s takes one incoming activity and has %d: connect exactly one", c.Name(activity), len(in))
 		}
 		node = in[0].From
 		res.Outputs = map[string]int64{}
