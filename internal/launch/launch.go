@@ -150,4 +150,3 @@ func checkCanvas(doc campaign.Document) []Problem {
 	}
 	return out
 }
-
