@@ -199,7 +199,8 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	(&commands.Autosave{Flusher: s.flusher, Publisher: s.store, Staging: buf, Limits: campaign.DefaultLimits,
 		Log: log.With("subsystem", "autosave")}).Register(s.hub)
 	run := runner.New(s.store, log.With("subsystem", "audience"))
-	(&commands.Audiences{Runner: run, Store: s.store, Log: log.With("subsystem", "audience")}).Register(s.hub)
+	catalog := runner.NewCatalog(s.store)
+	(&commands.Audiences{Runner: run, Store: s.store, Catalog: catalog, Log: log.With("subsystem", "audience")}).Register(s.hub)
 	schedLog := log.With("subsystem", "schedule")
 	sched := &runner.Scheduler{Runner: run, Store: s.store, Log: schedLog,
 		Saved: func(ctx context.Context, id, activity string, res store.AudienceSaved) {
@@ -232,7 +233,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	handler := api.New(api.Deps{
 		DevWorkspace: devWorkspace,
 		Store:        s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
-		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher, People: names, Feed: s.hub,
+		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher, People: names, Feed: s.hub, Catalog: catalog,
 		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(context.Context) error { return mon.Err("redis") }},

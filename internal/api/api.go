@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/collab-dev/collab/internal/audience"
+	"github.com/collab-dev/collab/internal/audience/runner"
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
@@ -46,6 +48,15 @@ type Feed interface {
 	AnnounceCampaign(ctx context.Context, ev protocol.CampaignListed) error
 }
 
+// Catalog answers the rule builder (attributes, live counts) and forgets
+// a workspace's attributes when its profiles change; the audience runner
+// provides it.
+type Catalog interface {
+	Attributes(ctx context.Context, ws string) (audience.Attributes, error)
+	Count(ctx context.Context, ws string, r *audience.Rule) (runner.Count, error)
+	Forget(ws string)
+}
+
 // Checker is one readiness dependency.
 type Checker struct {
 	Name  string
@@ -64,6 +75,7 @@ type Deps struct {
 	// People records the names tokens carry (nil: not recorded).
 	People   *people.Recorder
 	Feed     Feed
+	Catalog  Catalog
 	Sessions http.Handler // GET /v1/ws
 	Web      http.Handler // the editor, at /
 	Ready    []Checker

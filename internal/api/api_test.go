@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/collab-dev/collab/internal/audience/runner"
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
 	"github.com/collab-dev/collab/internal/errcode"
@@ -75,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { st.Close() })
 	signer, _ := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 	f := &fixture{st: st, t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}, saver: &fakeSaver{}}
-	h := New(Deps{Store: st, Signer: signer, People: people.NewRecorder(st, slog.Default()), Status: f.status, Restorer: f.restorer, Saver: f.saver, Limits: campaign.Limits{MaxDocBytes: 1024},
+	h := New(Deps{Store: st, Signer: signer, People: people.NewRecorder(st, slog.Default()), Catalog: runner.NewCatalog(st), Status: f.status, Restorer: f.restorer, Saver: f.saver, Limits: campaign.Limits{MaxDocBytes: 1024},
 		Ready: []Checker{{Name: "store", Check: st.Ping}, {Name: "fake", Check: func(context.Context) error { return f.ready }}}})
 	f.srv = httptest.NewServer(h)
 	t.Cleanup(f.srv.Close)
@@ -416,5 +417,46 @@ func TestHistoryOverHTTP(t *testing.T) {
 	}
 	if code, _ := f.do("GET", "/v1/campaigns/"+id+"/versions/1", f.token("eve", "w2", auth.Admin), ""); code != 404 {
 		t.Fatalf("another workspace read a version: %d", code)
+	}
+}
+
+// TestRuleBuilderOverHTTP: the attribute list and the live count, which
+// flags an attribute no profile holds (with the one it likely meant); an
+// import is seen at once, not after the list's minute in cache.
+func TestRuleBuilderOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	ed := f.token("ann", "w1", auth.Editor)
+	importProfiles := func(body string) {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/v1/profiles", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+ed)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("import: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	importProfiles(`{"id":"p1","country":"FR","signup":"2024-01-02T00:00:00Z"}` + "\n" + `{"id":"p2","country":"DE"}` + "\n")
+	code, m := f.do("GET", "/v1/attributes", ed, "")
+	if code != 200 || m["profiles"] != float64(2) || len(m["attributes"].([]any)) != 3 {
+		t.Fatalf("attributes: %d %v", code, m)
+	}
+	code, m = f.do("POST", "/v1/audiences/count", ed, `{"rule":{"all":[{"field":"country","op":"eq","value":"FR"},{"field":"signup date","op":"not_empty"}]}}`)
+	unknown := m["unknown"].([]any)
+	if code != 200 || m["count"] != float64(0) || m["exact"] != true || len(unknown) != 1 ||
+		unknown[0].(map[string]any)["field"] != "signup date" || unknown[0].(map[string]any)["suggestion"] != "signup" {
+		t.Fatalf("count with a typo: %d %v", code, m)
+	}
+	importProfiles(`{"id":"p3","country":"FR","zodiac":"leo"}` + "\n")
+	code, m = f.do("POST", "/v1/audiences/count", ed, `{"rule":{"field":"zodiac","op":"eq","value":"leo"}}`)
+	if code != 200 || m["count"] != float64(1) || len(m["unknown"].([]any)) != 0 {
+		t.Fatalf("count after an import: %d %v", code, m)
+	}
+	for _, body := range []string{`{"rule":{"field":"country","op":"sounds_like","value":"x"}}`, `{}`, `{"rule":1,"x":2}`} {
+		if code, m := f.do("POST", "/v1/audiences/count", ed, body); code != 400 {
+			t.Fatalf("bad rule %s: %d %v", body, code, m)
+		}
+	}
+	if code, _ := f.do("GET", "/v1/attributes", "", ""); code != 401 {
+		t.Fatalf("attributes without a token: %d", code)
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -58,8 +59,51 @@ func (s *server) importProfiles(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		WriteError(w, s.Log, err)
 	default:
+		if s.Catalog != nil {
+			s.Catalog.Forget(c.Workspace) // the attribute list changed
+		}
 		writeJSON(w, http.StatusOK, rep)
 	}
+}
+
+// attributes lists the workspace's profile attributes for the rule
+// builder: types, fill rate and frequent values, over a bounded sample.
+func (s *server) attributes(w http.ResponseWriter, r *http.Request) {
+	if s.Catalog == nil {
+		WriteError(w, s.Log, errcode.New(errcode.Unavailable, "attributes are not available on this node"))
+		return
+	}
+	attrs, err := s.Catalog.Attributes(r.Context(), Claims(r).Workspace)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, attrs)
+}
+
+// countRule is the live count of a rule being edited.
+func (s *server) countRule(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Rule json.RawMessage `json:"rule"`
+	}
+	err := DecodeJSON(w, r, 64<<10, &body)
+	var rule *audience.Rule
+	if err == nil {
+		rule, err = audience.ParseRule(body.Rule)
+	}
+	if err == nil && s.Catalog == nil {
+		err = errcode.New(errcode.Unavailable, "counts are not available on this node")
+	}
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	n, err := s.Catalog.Count(r.Context(), Claims(r).Workspace, rule)
+	if err != nil {
+		WriteError(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
 }
 
 func (s *server) listAudiences(w http.ResponseWriter, r *http.Request) {

@@ -50,6 +50,8 @@ func New(d Deps) http.Handler {
 		r.Patch("/v1/campaigns/{id}/versions/{v}", s.labelVersion)
 		r.Post("/v1/campaigns/{id}/versions/{v}/restore", s.restore)
 		r.Post("/v1/profiles", s.importProfiles)
+		r.Get("/v1/attributes", s.attributes)
+		r.Post("/v1/audiences/count", s.countRule)
 		r.Get("/v1/audiences", s.listAudiences)
 		r.Get("/v1/audiences/{id}", s.getAudience)
 		r.Put("/v1/schema", s.putSchema)

@@ -29,3 +29,24 @@ func TestErrorsNameActivitiesByLabel(t *testing.T) {
 		}
 	}
 }
+
+func TestSuggestAndFields(t *testing.T) {
+	known := []string{"signup", "country", "last_purchase", "email"}
+	for name, want := range map[string]string{
+		"signup date": "signup", "Country": "country", "lastpurchase": "last_purchase", "emial": "email", "zodiac": "",
+	} {
+		if got := Suggest(name, known); got != want {
+			t.Errorf("Suggest(%q) = %q, want %q", name, got, want)
+		}
+	}
+	r, err := ParseRule(json.RawMessage(`{"all":[{"field":"country","op":"eq","value":"FR"},{"not":{"any":[{"field":"age","op":"gt","value":3},{"field":"country","op":"ne","value":"DE"}]}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Fields(); len(got) != 2 || got[0] != "country" || got[1] != "age" {
+		t.Errorf("fields %v", got)
+	}
+	if Dominant(map[string]int64{"string": 3, "number": 5}) != "number" {
+		t.Error("dominant type")
+	}
+}

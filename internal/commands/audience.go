@@ -28,12 +28,23 @@ type AudienceStore interface {
 	Audience(ctx context.Context, workspace, id string, offset, limit int) (*store.AudienceDetail, error)
 }
 
+// Catalog answers the rule builder; *runner.Catalog implements it.
+type Catalog interface {
+	Attributes(ctx context.Context, ws string) (audience.Attributes, error)
+	Count(ctx context.Context, ws string, r *audience.Rule) (runner.Count, error)
+}
+
 // Audiences is what the audience commands need.
 type Audiences struct {
-	Runner Runner
-	Store  AudienceStore
-	Log    *slog.Logger
+	Runner  Runner
+	Store   AudienceStore
+	Catalog Catalog
+	Log     *slog.Logger
 }
+
+// countTimeout bounds a live count: the builder asks again as the rule
+// changes, so a slow answer is worth less than a fresh one.
+const countTimeout = 10 * time.Second
 
 // runTimeout bounds one command; populations are computed in the database.
 const runTimeout = 2 * time.Minute
@@ -95,6 +106,38 @@ func (a *Audiences) Register(h *session.Hub) {
 			msg := AudienceSavedMessage(room.Campaign(), req.Activity, res, s.Claims().User)
 			s.Reply(req, msg)
 			a.broadcast(ctx, h, room.Campaign(), msg)
+		})
+		return nil
+	})
+	h.Handle("attributes.list", func(_ context.Context, s *session.Session, req *protocol.Request) error {
+		s.Go(func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, runTimeout)
+			defer cancel()
+			attrs, err := a.Catalog.Attributes(ctx, s.Claims().Workspace)
+			if err != nil {
+				s.ReplyError(req, err)
+				return
+			}
+			list, _ := json.Marshal(attrs.Attributes)
+			s.Reply(req, protocol.AttributeList{Attributes: list, Profiles: attrs.Profiles, Sampled: attrs.Sampled})
+		})
+		return nil
+	})
+	h.Handle("audience.count", func(_ context.Context, s *session.Session, req *protocol.Request) error {
+		r, err := audience.ParseRule(req.Rule)
+		if err != nil {
+			return err
+		}
+		s.Go(func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, countTimeout)
+			defer cancel()
+			n, err := a.Catalog.Count(ctx, s.Claims().Workspace, r)
+			if err != nil {
+				s.ReplyError(req, err)
+				return
+			}
+			unknown, _ := json.Marshal(n.Unknown)
+			s.Reply(req, protocol.RuleCount{Count: n.Count, Exact: n.Exact, Profiles: n.Profiles, Unknown: unknown})
 		})
 		return nil
 	})

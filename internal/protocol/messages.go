@@ -256,6 +256,24 @@ type AudienceSummary struct {
 	Updated   time.Time `json:"updated"`
 }
 
+// AttributeList answers attributes.list: the workspace's profile
+// attributes for the rule builder's picker.
+type AttributeList struct {
+	Attributes json.RawMessage `json:"attributes"`
+	Profiles   int64           `json:"profiles"`
+	Sampled    int64           `json:"sampled"`
+}
+
+// RuleCount answers audience.count: how many profiles a rule matches (an
+// estimate when Exact is false) and the fields it reads that no profile
+// holds, each with the attribute it most likely meant.
+type RuleCount struct {
+	Count    int64           `json:"count"`
+	Exact    bool            `json:"exact"`
+	Profiles int64           `json:"profiles"`
+	Unknown  json.RawMessage `json:"unknown"`
+}
+
 // Audiences answers audience.list.
 type Audiences struct {
 	Audiences []AudienceSummary `json:"audiences"`
@@ -298,5 +316,7 @@ func (Presence) MessageType() string       { return "presence" }
 func (ActivityResult) MessageType() string { return "activity.result" }
 func (AudienceSaved) MessageType() string  { return "audience.saved" }
 func (Audiences) MessageType() string      { return "audiences" }
+func (AttributeList) MessageType() string  { return "attributes" }
+func (RuleCount) MessageType() string      { return "count" }
 func (Audience) MessageType() string       { return "audience" }
 func (Error) MessageType() string          { return "error" }

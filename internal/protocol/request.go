@@ -29,6 +29,7 @@ type Request struct {
 	Query    string          `json:"query,omitempty"`
 	Offset   int             `json:"offset,omitempty"`
 	Limit    int             `json:"limit,omitempty"`
+	Rule     json.RawMessage `json:"rule,omitempty"`
 	// KeepOpen makes editor.done a save from inside the full-screen editor:
 	// the staged value enters the draft and is saved, the editor stays open.
 	KeepOpen bool `json:"keep_open,omitempty"`

@@ -149,6 +149,15 @@ type Profiles interface {
 	// MatchProfiles returns the ids of the workspace's profiles matching r,
 	// sorted (for tests and small checks; populations stay in the database).
 	MatchProfiles(ctx context.Context, workspace string, r *audience.Rule) ([]string, error)
+	// ProfileCount counts the workspace's profiles.
+	ProfileCount(ctx context.Context, workspace string) (int64, error)
+	// ProfileAttributes describes the attributes the profiles hold (types,
+	// fill rate, frequent values) over about sample profiles; total is
+	// ProfileCount's answer.
+	ProfileAttributes(ctx context.Context, workspace string, total, sample int64) (audience.Attributes, error)
+	// EstimateMatches counts the profiles matching r, exactly up to sample
+	// profiles, scaled from a sample of about that many above (exact false).
+	EstimateMatches(ctx context.Context, workspace string, r *audience.Rule, total, sample int64) (n int64, exact bool, err error)
 }
 
 // AudienceSummary is an audience's row in the Audiences menu.

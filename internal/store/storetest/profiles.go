@@ -159,3 +159,71 @@ not json
 		t.Fatalf("csv quoting: %v", ids)
 	}
 }
+
+// testAttributes: the picker's attribute list (types, fill rate, frequent
+// values) and the live count, exact on a small workspace and scaled from a
+// sample on a larger one.
+func testAttributes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ws := ID("w_")
+	if _, err := importNDJSON(t, s, ws, fixture); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importNDJSON(t, s, ID("w_"), `{"id":"x","zodiac":"leo"}`+"\n"); err != nil { // another workspace
+		t.Fatal(err)
+	}
+	total, err := s.ProfileCount(ctx, ws)
+	if err != nil || total != 5 {
+		t.Fatalf("count %d %v", total, err)
+	}
+	got, err := s.ProfileAttributes(ctx, ws, total, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]audience.Attribute{}
+	for _, a := range got.Attributes {
+		by[a.Key] = a
+	}
+	if got.Sampled != 5 || got.Profiles != 5 || len(by) != 9 || by["zodiac"].Key != "" || by["id"].Fill != 1 {
+		t.Fatalf("attributes %+v", got)
+	}
+	if a := by["country"]; a.Type != "string" || a.Fill != 1 || len(a.Values) != 4 || a.Values[0].Value != "FR" || a.Values[0].Count != 2 {
+		t.Errorf("country %+v", a)
+	}
+	if a := by["age"]; a.Type != "number" || a.Types["number"] != 4 || a.Types["string"] != 1 {
+		t.Errorf("age %+v", a)
+	}
+	if a := by["signup"]; a.Type != "date" || a.Types["string"] != 1 || a.Fill != 0.8 {
+		t.Errorf("signup %+v", a)
+	}
+	if a := by["plan"]; a.Fill != 0.4 { // null is not filled
+		t.Errorf("plan %+v", a)
+	}
+	if a := by["subscribed"]; a.Type != "boolean" || a.Values[0].Value != true {
+		t.Errorf("subscribed %+v", a)
+	}
+	if got.Attributes[0].Fill != 1 {
+		t.Errorf("not sorted by fill: %+v", got.Attributes[0])
+	}
+
+	rule, _ := audience.ParseRule(json.RawMessage(`{"field":"country","op":"eq","value":"FR"}`))
+	if n, exact, err := s.EstimateMatches(ctx, ws, rule, total, 1000); err != nil || n != 2 || !exact {
+		t.Fatalf("exact count %d %v %v", n, exact, err)
+	}
+	// 2,000 profiles, a third French, sampled at 500: an estimate near 667.
+	big := ID("w_")
+	var lines strings.Builder
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&lines, `{"id":"q%04d","country":%q}`+"\n", i, []string{"FR", "DE", "ES"}[i%3])
+	}
+	if _, err := importNDJSON(t, s, big, lines.String()); err != nil {
+		t.Fatal(err)
+	}
+	n, exact, err := s.EstimateMatches(ctx, big, rule, 2000, 500)
+	if err != nil || (!exact && (n < 400 || n > 950)) || (exact && n != 667) {
+		t.Fatalf("estimate %d exact %v %v", n, exact, err)
+	}
+	if a, err := s.ProfileAttributes(ctx, big, 2000, 500); err != nil || a.Sampled == 0 || a.Sampled > 2000 || a.Attributes[0].Key != "country" {
+		t.Fatalf("sampled attributes %+v %v", a, err)
+	}
+}

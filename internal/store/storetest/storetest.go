@@ -40,6 +40,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Rules", testRules},
 		{"Import", testImport},
+		{"Attributes", testAttributes},
 		{"Activities", testActivities},
 		{"SaveAudience", testSaveAudience},
 		{"MonthlyReplace", testMonthlyReplace},
