@@ -203,8 +203,11 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	(&commands.Audiences{Runner: run, Store: s.store, Catalog: catalog, Log: log.With("subsystem", "audience")}).Register(s.hub)
 	schedLog := log.With("subsystem", "schedule")
 	sched := &runner.Scheduler{Runner: run, Store: s.store, Log: schedLog,
-		Saved: func(ctx context.Context, id, activity string, res store.AudienceSaved) {
+		Saved: func(ctx context.Context, ws, id, activity string, res store.AudienceSaved) {
 			msg := protocol.Encode(nil, commands.AudienceSavedMessage(id, activity, res, "schedule"))
+			if err := s.store.SaveActivityResult(ctx, ws, id, activity, "save", msg); err != nil {
+				schedLog.Warn("keep a scheduled save's result", "campaign", id, "err", err)
+			}
 			if err := s.hub.Broadcast(ctx, id, msg); err != nil {
 				schedLog.Warn("announce scheduled save", "campaign", id, "err", err)
 			}

@@ -18,7 +18,7 @@ import (
 // Runner runs a canvas's activities; *runner.Runner implements it.
 type Runner interface {
 	Run(ctx context.Context, workspace string, c *audience.Canvas, activity string) (runner.Result, error)
-	Save(ctx context.Context, workspace, campaign string, c *audience.Canvas, activity string) (store.AudienceSaved, error)
+	Save(ctx context.Context, workspace, campaign string, c *audience.Canvas, activity, by string) (store.AudienceSaved, error)
 }
 
 // AudienceStore lists and reads saved audiences; the durable store
@@ -26,6 +26,7 @@ type Runner interface {
 type AudienceStore interface {
 	Audiences(ctx context.Context, workspace, query string) ([]store.AudienceSummary, error)
 	Audience(ctx context.Context, workspace, id string, offset, limit int) (*store.AudienceDetail, error)
+	SaveActivityResult(ctx context.Context, workspace, campaign, activity, kind string, msg json.RawMessage) error
 }
 
 // Catalog answers the rule builder; *runner.Catalog implements it.
@@ -40,6 +41,8 @@ type Audiences struct {
 	Store   AudienceStore
 	Catalog Catalog
 	Log     *slog.Logger
+
+	hub *session.Hub
 }
 
 // countTimeout bounds a live count: the builder asks again as the rule
@@ -53,6 +56,7 @@ const runTimeout = 2 * time.Minute
 // audience.save (results go to every session on the campaign),
 // audience.list and audience.get.
 func (a *Audiences) Register(h *session.Hub) {
+	a.hub = h
 	h.Handle("activity.run", func(_ context.Context, s *session.Session, req *protocol.Request) error {
 		room, err := s.Member(req)
 		if err != nil {
@@ -65,6 +69,7 @@ func (a *Audiences) Register(h *session.Hub) {
 		if req.Activity == "" {
 			return errcode.New(errcode.Invalid, "activity.run needs an activity")
 		}
+		unsaved := room.Unsaved()
 		s.Go(func(ctx context.Context) {
 			ctx, cancel := context.WithTimeout(ctx, runTimeout)
 			defer cancel()
@@ -74,12 +79,13 @@ func (a *Audiences) Register(h *session.Hub) {
 				return
 			}
 			msg := protocol.ActivityResult{Campaign: room.Campaign(), Activity: res.Activity, Count: res.Count, Columns: res.Columns,
-				Sample: res.Sample, Transitions: make([]protocol.Transition, len(res.Transitions)), Outputs: res.Outputs, By: s.Claims().User}
+				Sample: res.Sample, Transitions: make([]protocol.Transition, len(res.Transitions)), Outputs: res.Outputs,
+				By: s.Claims().User, ByName: s.Claims().Name, At: time.Now().UnixMilli(), Unsaved: unsaved}
 			for i, t := range res.Transitions {
 				msg.Transitions[i] = protocol.Transition{From: t.From, To: t.To, Count: t.Count}
 			}
 			s.Reply(req, msg)
-			a.broadcast(ctx, h, room.Campaign(), msg)
+			a.keep(ctx, room, req.Activity, "run", msg)
 		})
 		return nil
 	})
@@ -98,14 +104,15 @@ func (a *Audiences) Register(h *session.Hub) {
 		s.Go(func(ctx context.Context) {
 			ctx, cancel := context.WithTimeout(ctx, runTimeout)
 			defer cancel()
-			res, err := a.Runner.Save(ctx, room.Workspace(), room.Campaign(), c, req.Activity)
+			res, err := a.Runner.Save(ctx, room.Workspace(), room.Campaign(), c, req.Activity, s.Claims().User)
 			if err != nil {
 				s.ReplyError(req, err)
 				return
 			}
 			msg := AudienceSavedMessage(room.Campaign(), req.Activity, res, s.Claims().User)
+			msg.ByName = s.Claims().Name
 			s.Reply(req, msg)
-			a.broadcast(ctx, h, room.Campaign(), msg)
+			a.keep(ctx, room, req.Activity, "save", msg)
 		})
 		return nil
 	})
@@ -148,7 +155,9 @@ func (a *Audiences) Register(h *session.Hub) {
 		}
 		msg := protocol.Audiences{Audiences: make([]protocol.AudienceSummary, len(list))}
 		for i, d := range list {
-			msg.Audiences[i] = protocol.AudienceSummary{ID: d.ID, Label: d.Label, Dimension: d.Dimension, Kind: d.Kind, Count: d.Count, Updated: d.UpdatedAt}
+			sizes, _ := json.Marshal(d.Sizes)
+			msg.Audiences[i] = protocol.AudienceSummary{ID: d.ID, Label: d.Label, Dimension: d.Dimension, Kind: d.Kind, Count: d.Count, Updated: d.UpdatedAt,
+				Campaign: d.Campaign, Activity: d.Activity, By: d.By, Sizes: sizes}
 		}
 		s.Reply(req, msg)
 		return nil
@@ -172,7 +181,19 @@ func (a *Audiences) Register(h *session.Hub) {
 // run by a user (or "schedule").
 func AudienceSavedMessage(campaignID, activity string, res store.AudienceSaved, by string) protocol.AudienceSaved {
 	return protocol.AudienceSaved{Campaign: campaignID, Activity: activity, Audience: res.Audience, Label: res.Label,
-		Created: res.Created, Count: res.Count, Added: res.Added, Removed: res.Removed, By: by}
+		Created: res.Created, Count: res.Count, Added: res.Added, Removed: res.Removed, By: by, At: time.Now().UnixMilli()}
+}
+
+// keep stores an activity's result with the campaign (a late joiner's
+// snapshot carries it) and pushes it to every session of the campaign.
+func (a *Audiences) keep(ctx context.Context, room *session.Room, activity, kind string, m protocol.Message) {
+	msg := protocol.Encode(nil, m)
+	if err := a.Store.SaveActivityResult(ctx, room.Workspace(), room.Campaign(), activity, kind, msg); err != nil {
+		a.Log.Warn("keep an activity's result", "campaign", room.Campaign(), "activity", activity, "err", err)
+	}
+	if err := a.hub.Broadcast(ctx, room.Campaign(), msg); err != nil {
+		a.Log.Warn("broadcast", "campaign", room.Campaign(), "type", m.MessageType(), "err", err)
+	}
 }
 
 // canvasOf reads the working draft's canvas (unsaved edits included).
@@ -188,10 +209,4 @@ func canvasOf(room *session.Room) (*audience.Canvas, error) {
 		return nil, err
 	}
 	return audience.ParseCanvas(raw)
-}
-
-func (a *Audiences) broadcast(ctx context.Context, h *session.Hub, campaignID string, m protocol.Message) {
-	if err := h.Broadcast(ctx, campaignID, protocol.Encode(nil, m)); err != nil {
-		a.Log.Warn("broadcast", "campaign", campaignID, "type", m.MessageType(), "err", err)
-	}
 }

@@ -69,8 +69,8 @@ func TestAudienceCommands(t *testing.T) {
 		if sample := res["sample"].([]any); len(sample) != 2 || sample[0].(map[string]any)["email"] != "a@x.fr" {
 			t.Fatalf("sample %v", res["sample"])
 		}
-		if pushed := want(t, a, "activity.result"); sessiontest.Num(pushed["count"]) != 2 {
-			t.Fatalf("pushed %v", pushed)
+		if pushed := want(t, a, "activity.result"); sessiontest.Num(pushed["count"]) != 2 || pushed["unsaved"] != true || pushed["by_name"] != "Vic" {
+			t.Fatalf("pushed %v", pushed) // the run read an edit not saved yet, and says so
 		}
 		// A viewer may not save; an editor may, and everyone sees it.
 		v.Send(map[string]any{"type": "audience.save", "campaign": id, "activity": "save"})
@@ -83,10 +83,19 @@ func TestAudienceCommands(t *testing.T) {
 			t.Fatalf("saved %v", saved)
 		}
 		want(t, v, "audience.saved")
+		// A teammate who opens the campaign later (another node, where the
+		// room is new) sees the last counts in the snapshot.
+		n2 := c.Node(session.Config{})
+		late := c.Connect(n2, "lou", ws, auth.Viewer).Join(id)
+		results, _ := late["results"].([]any)
+		if len(results) != 2 || results[0].(map[string]any)["type"] != "activity.result" || sessiontest.Num(results[0].(map[string]any)["count"]) != 2 ||
+			results[1].(map[string]any)["type"] != "audience.saved" || results[1].(map[string]any)["audience"] != saved["audience"] {
+			t.Fatalf("late joiner's results %v", late["results"])
+		}
 		// Listed and browsable, with the columns of its incoming population.
 		v.Send(map[string]any{"type": "audience.list", "query": "subs"})
 		list := want(t, v, "audiences")["audiences"].([]any)
-		if len(list) != 1 || list[0].(map[string]any)["id"] != saved["audience"] {
+		if l := list[0].(map[string]any); len(list) != 1 || l["id"] != saved["audience"] || l["campaign"] != id || l["activity"] != "save" || l["by"] != "ann" {
 			t.Fatalf("list %v", list)
 		}
 		v.Send(map[string]any{"type": "audience.get", "audience": saved["audience"], "offset": 0, "limit": 1})

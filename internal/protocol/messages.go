@@ -74,6 +74,9 @@ type Snapshot struct {
 	EpochStart   int64           `json:"epoch_start"`
 	Editors      []Editor        `json:"editors"`
 	EditorsTotal int             `json:"editors_total"`
+	// Results are the canvas's last activity.result and audience.saved
+	// messages, as they were pushed: a late joiner sees the same counts.
+	Results []json.RawMessage `json:"results,omitempty"`
 }
 
 // Joined ends a resumed join: the missed updates came before it.
@@ -230,6 +233,10 @@ type ActivityResult struct {
 	Transitions []Transition     `json:"transitions"`
 	Outputs     map[string]int64 `json:"outputs,omitempty"` // a split's outputs
 	By          string           `json:"by"`
+	ByName      string           `json:"by_name,omitempty"`
+	At          int64            `json:"at,omitempty"` // unix ms
+	// Unsaved says the run read edits the durable store did not hold yet.
+	Unsaved bool `json:"unsaved,omitempty"`
 }
 
 // AudienceSaved is a Save audience run (By is "schedule" for a scheduled
@@ -244,6 +251,8 @@ type AudienceSaved struct {
 	Added    int64  `json:"added"`
 	Removed  int64  `json:"removed"`
 	By       string `json:"by"`
+	ByName   string `json:"by_name,omitempty"`
+	At       int64  `json:"at,omitempty"` // unix ms
 }
 
 // AudienceSummary is one audience in a list.
@@ -254,6 +263,12 @@ type AudienceSummary struct {
 	Kind      string    `json:"kind"`
 	Count     int64     `json:"count"`
 	Updated   time.Time `json:"updated"`
+	// The last save (campaign, activity, who) and the count after each of
+	// the last saves, oldest first.
+	Campaign string          `json:"campaign"`
+	Activity string          `json:"activity"`
+	By       string          `json:"by"`
+	Sizes    json.RawMessage `json:"sizes"`
 }
 
 // AttributeList answers attributes.list: the workspace's profile

@@ -8,6 +8,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	mathrand "math/rand/v2"
@@ -63,6 +64,9 @@ type Campaigns interface {
 	FenceEpoch(ctx context.Context, workspace, id, from string, rev int64, next string) error
 	// DocumentSchema is the workspace's schema for its documents (nil: none).
 	DocumentSchema(ctx context.Context, workspace string) ([]byte, error)
+	// ActivityResults are the canvas's kept results, which a snapshot
+	// carries so that a late joiner sees the last counts.
+	ActivityResults(ctx context.Context, workspace, campaign string) ([]json.RawMessage, error)
 }
 
 // Saver flushes a campaign's draft to the durable store at once; autosave

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,9 +63,10 @@ type room struct {
 	start      int64 // the saved rev when the epoch began (snapshot epoch_start)
 	broken     bool  // the doc could not apply a committed entry: reload
 	members    map[*Session]*member
-	pending    map[int64]committed // updates that arrived ahead of a gap (at most maxPending)
-	fan        []fanned            // applied, not yet pushed (empty whenever mu is free)
-	fanAuthors map[string]struct{} // fanOutLocked's scratch
+	pending    map[int64]committed        // updates that arrived ahead of a gap (at most maxPending)
+	fan        []fanned                   // applied, not yet pushed (empty whenever mu is free)
+	fanAuthors map[string]struct{}        // fanOutLocked's scratch
+	results    map[string]json.RawMessage // kind NUL activity → the newest activity.result or audience.saved
 	fanOffs    []int
 	waiters    []waiter
 	editors    []protocol.Editor
@@ -104,6 +106,10 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	if err != nil {
 		return err
 	}
+	results, err := h.campaigns.ActivityResults(ctx, r.ws, r.id)
+	if err != nil {
+		return err
+	}
 	editors, err := h.drafts.Presence(ctx, r.id)
 	if err != nil {
 		return err
@@ -114,6 +120,9 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	r.mu.Lock()
 	r.resetLocked(head, doc, rev, c)
 	r.editors = editors
+	for _, res := range results {
+		r.keepResultLocked(res)
+	}
 	r.loaded = true
 	early := r.early
 	r.early = nil

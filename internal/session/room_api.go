@@ -33,6 +33,14 @@ func (r *Room) Edit(ctx context.Context, req *protocol.Request, ops []campaign.O
 	return r.m.room.edit(ctx, r.m, req, ops, base, id)
 }
 
+// Unsaved reports whether the working draft holds edits the durable store
+// does not have yet (a run over it says so).
+func (r *Room) Unsaved() bool {
+	r.m.room.mu.Lock()
+	defer r.m.room.mu.Unlock()
+	return r.m.room.rev > r.m.room.saved
+}
+
 // Status is the campaign's lifecycle status as this node knows it.
 func (r *Room) Status() campaign.Status {
 	r.m.room.mu.Lock()

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"sort"
 	"time"
 
 	"github.com/collab-dev/collab/internal/campaign"
@@ -76,6 +77,8 @@ func (r *room) handleLocked(msg []byte) {
 		return
 	}
 	switch ev.Type {
+	case "activity.result", "audience.saved":
+		r.keepResultLocked(msg)
 	case "status":
 		r.status = campaign.Status(ev.Status)
 	case "saved", "published":
@@ -368,6 +371,29 @@ func (r *room) resyncLocked(m *member, req *protocol.Request) {
 	m.s.send(r.snapshotLocked(ref))
 }
 
+// maxResults bounds the activity results a room keeps for its snapshots.
+const maxResults = 200
+
+// keepResultLocked remembers an activity's newest result of its kind (a run,
+// a Save audience), for the snapshots of sessions that join later.
+func (r *room) keepResultLocked(msg []byte) {
+	var ev struct {
+		Type     string `json:"type"`
+		Activity string `json:"activity"`
+	}
+	if json.Unmarshal(msg, &ev) != nil || ev.Activity == "" {
+		return
+	}
+	key := ev.Type + "\x00" + ev.Activity
+	if _, ok := r.results[key]; !ok && len(r.results) >= maxResults {
+		return
+	}
+	if r.results == nil {
+		r.results = map[string]json.RawMessage{}
+	}
+	r.results[key] = append(json.RawMessage(nil), msg...)
+}
+
 func (r *room) snapshotLocked(ref json.RawMessage) outMsg {
 	doc, err := r.doc.Marshal()
 	if err != nil {
@@ -375,5 +401,23 @@ func (r *room) snapshotLocked(ref json.RawMessage) outMsg {
 	}
 	return outMsg{kind: kindSnapshot, campaign: r.id, b: protocol.Encode(ref, protocol.Snapshot{Campaign: r.id, Status: string(r.status), Rev: r.rev,
 		Epoch: r.epoch, Doc: doc, Version: r.version, SavedRev: min(r.saved, r.rev), EpochStart: r.start,
-		Editors: r.editorsLocked(), EditorsTotal: len(r.editors)})}
+		Editors: r.editorsLocked(), EditorsTotal: len(r.editors), Results: r.resultsLocked()})}
+}
+
+// resultsLocked lists the kept results, runs before saves so that a save's
+// counts are shown over its run's.
+func (r *room) resultsLocked() []json.RawMessage {
+	if len(r.results) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(r.results))
+	for k := range r.results {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // "activity.result" sorts before "audience.saved"
+	out := make([]json.RawMessage, len(keys))
+	for i, k := range keys {
+		out[i] = r.results[k]
+	}
+	return out
 }

@@ -168,7 +168,22 @@ type AudienceSummary struct {
 	Kind      string    `json:"kind"`
 	Count     int64     `json:"count"`
 	UpdatedAt time.Time `json:"updated"`
+	// The last save: which campaign's activity, and who.
+	Campaign string `json:"campaign"`
+	Activity string `json:"activity"`
+	By       string `json:"by"`
+	// Sizes is the count after each of the last saves, oldest first.
+	Sizes []AudienceSize `json:"sizes"`
 }
+
+// AudienceSize is an audience's count after one save.
+type AudienceSize struct {
+	At    time.Time `json:"at"`
+	Count int64     `json:"count"`
+}
+
+// MaxAudienceSizes bounds the size history a list shows per audience.
+const MaxAudienceSizes = 20
 
 // AudienceDetail is an audience with a page of its members: rows keyed by
 // column, "id" first then the audience's own columns.
@@ -188,6 +203,8 @@ type AudienceSave struct {
 	AudienceID     string
 	UpdateMode     string // replace or append
 	SourceCampaign string
+	Activity       string // the Save audience activity
+	By             string // who ran it ("schedule" for a scheduled run)
 	Population     audience.Population
 	NewID          string // id for a created audience
 }
@@ -214,6 +231,11 @@ type Audiences interface {
 	SaveAudience(ctx context.Context, s AudienceSave) (AudienceSaved, error)
 	Audiences(ctx context.Context, workspace, query string) ([]AudienceSummary, error)
 	Audience(ctx context.Context, workspace, id string, offset, limit int) (*AudienceDetail, error)
+	// SaveActivityResult keeps an activity's last result of a kind ("run",
+	// "save") as the message sessions receive; ActivityResults returns a
+	// campaign's (the newest 200).
+	SaveActivityResult(ctx context.Context, workspace, campaign, activity, kind string, msg json.RawMessage) error
+	ActivityResults(ctx context.Context, workspace, campaign string) ([]json.RawMessage, error)
 }
 
 // ScheduledRun is a campaign whose canvas is due to run.

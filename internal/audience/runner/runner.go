@@ -130,7 +130,7 @@ func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activit
 
 // Save runs a save_audience activity: its incoming population creates or
 // updates the audience its configuration names.
-func (r *Runner) Save(ctx context.Context, ws, campaignID string, c *audience.Canvas, activity string) (store.AudienceSaved, error) {
+func (r *Runner) Save(ctx context.Context, ws, campaignID string, c *audience.Canvas, activity, by string) (store.AudienceSaved, error) {
 	cfg, err := c.SaveConfigOf(activity)
 	if err != nil {
 		return store.AudienceSaved{}, err
@@ -143,5 +143,5 @@ func (r *Runner) Save(ctx context.Context, ws, campaignID string, c *audience.Ca
 		return store.AudienceSaved{}, err
 	}
 	return r.store.SaveAudience(ctx, store.AudienceSave{Workspace: ws, Mode: cfg.Mode, Label: strings.TrimSpace(cfg.Label),
-		AudienceID: cfg.Audience, UpdateMode: cfg.UpdateMode, SourceCampaign: campaignID, Population: pop, NewID: randid.New("a_")})
+		AudienceID: cfg.Audience, UpdateMode: cfg.UpdateMode, SourceCampaign: campaignID, Activity: activity, By: by, Population: pop, NewID: randid.New("a_")})
 }

@@ -25,7 +25,7 @@ type Scheduler struct {
 	}
 	// Saved is told of every audience a scheduled run saved (may be nil):
 	// the server tells the campaign's sessions.
-	Saved func(ctx context.Context, campaign, activity string, res store.AudienceSaved)
+	Saved func(ctx context.Context, workspace, campaign, activity string, res store.AudienceSaved)
 	Every time.Duration    // how often to look (30 s)
 	Now   func() time.Time // the clock (time.Now)
 	Log   *slog.Logger
@@ -127,14 +127,14 @@ func (s *Scheduler) runCanvas(ctx context.Context, run store.ScheduledRun) {
 		if canvas.Activities[id].Type != audience.SaveAudience {
 			continue
 		}
-		res, err := s.Runner.Save(ctx, c.Workspace, c.ID, canvas, id)
+		res, err := s.Runner.Save(ctx, c.Workspace, c.ID, canvas, id, "schedule")
 		if err != nil {
 			s.Log.Warn("scheduled run: save audience", "campaign", c.ID, "activity", id, "err", err)
 			continue
 		}
 		s.Log.Info("scheduled run saved an audience", "campaign", c.ID, "activity", id, "audience", res.Audience, "count", res.Count, "added", res.Added, "removed", res.Removed)
 		if s.Saved != nil {
-			s.Saved(ctx, c.ID, id, res)
+			s.Saved(ctx, c.Workspace, c.ID, id, res)
 		}
 	}
 }

@@ -77,7 +77,7 @@ func TestMonthlyScheduledRun(t *testing.T) {
 			clk := &clock{}
 			var mu sync.Mutex
 			var events []string
-			notify := func(_ context.Context, id, activity string, res store.AudienceSaved) {
+			notify := func(_ context.Context, _, id, activity string, res store.AudienceSaved) {
 				mu.Lock()
 				defer mu.Unlock()
 				if id == c.ID {

@@ -195,6 +195,10 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 		Campaign: a.SourceCampaign, Created: res.Created, Mode: a.UpdateMode, Count: res.Count, Added: res.Added, Removed: res.Removed, At: fromMS(now)}, fromMS(now)); err != nil {
 		return res, err
 	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audience_saves (audience_id, at, count, added, removed, campaign_id, activity, by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		res.Audience, now, res.Count, res.Added, res.Removed, a.SourceCampaign, a.Activity, a.By); err != nil {
+		return res, err
+	}
 	if s.dialect == sqlite { // PostgreSQL drops it on commit
 		if _, err := tx.ExecContext(ctx, `DROP TABLE temp.audience_pop`); err != nil {
 			return res, err
@@ -224,22 +228,55 @@ func (s *DB) Audiences(ctx context.Context, workspace, query string) ([]store.Au
 	if s.dialect == postgres {
 		match = `strpos(lower(label), lower($2)) > 0`
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, label, dimension, kind, count, updated_at FROM audiences WHERE workspace = $1 AND ($2 = '' OR `+match+`) ORDER BY updated_at DESC, id`, workspace, query)
+	const op = "list audiences"
+	rows, err := s.db.QueryContext(ctx, `SELECT id, label, dimension, kind, count, updated_at, source_campaign FROM audiences
+		WHERE workspace = $1 AND ($2 = '' OR `+match+`) ORDER BY updated_at DESC, id`, workspace, query)
 	if err != nil {
-		return nil, s.wrap("list audiences", err)
+		return nil, s.wrap(op, err)
 	}
-	defer rows.Close()
 	out := []store.AudienceSummary{}
+	index := map[string]int{}
 	for rows.Next() {
 		var a store.AudienceSummary
 		var updated int64
-		if err := rows.Scan(&a.ID, &a.Label, &a.Dimension, &a.Kind, &a.Count, &updated); err != nil {
-			return nil, s.wrap("list audiences", err)
+		if err := rows.Scan(&a.ID, &a.Label, &a.Dimension, &a.Kind, &a.Count, &updated, &a.Campaign); err != nil {
+			rows.Close()
+			return nil, s.wrap(op, err)
 		}
 		a.UpdatedAt = fromMS(updated)
+		a.Sizes = []store.AudienceSize{}
+		index[a.ID] = len(out)
 		out = append(out, a)
 	}
-	return out, s.wrap("list audiences", rows.Err())
+	rows.Close()
+	if err := rows.Err(); err != nil || len(out) == 0 {
+		return out, s.wrap(op, err)
+	}
+	// The size history of every listed audience, in one query: the last
+	// saves of each, oldest first; the newest says who saved it from where.
+	rows, err = s.db.QueryContext(ctx, `SELECT audience_id, at, count, campaign_id, activity, by FROM (
+		SELECT sv.*, row_number() OVER (PARTITION BY sv.audience_id ORDER BY sv.at DESC) AS rn
+		FROM audience_saves sv JOIN audiences a ON a.id = sv.audience_id WHERE a.workspace = $1) x
+		WHERE rn <= $2 ORDER BY audience_id, at`, workspace, store.MaxAudienceSizes)
+	if err != nil {
+		return nil, s.wrap(op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, campaignID, activity, by string
+		var at, count int64
+		if err := rows.Scan(&id, &at, &count, &campaignID, &activity, &by); err != nil {
+			return nil, s.wrap(op, err)
+		}
+		i, ok := index[id]
+		if !ok {
+			continue
+		}
+		a := &out[i]
+		a.Sizes = append(a.Sizes, store.AudienceSize{At: fromMS(at), Count: count})
+		a.Campaign, a.Activity, a.By = campaignID, activity, by
+	}
+	return out, s.wrap(op, rows.Err())
 }
 
 // Audience returns an audience and a page of its members, in one

@@ -76,7 +76,7 @@ func (r *canvasRun) save(activity string) (store.AudienceSaved, error) {
 		return store.AudienceSaved{}, err
 	}
 	return r.s.SaveAudience(context.Background(), store.AudienceSave{Workspace: r.ws, Mode: cfg.Mode, Label: cfg.Label,
-		AudienceID: cfg.Audience, UpdateMode: cfg.UpdateMode, SourceCampaign: "c_test", Population: p, NewID: ID("a_")})
+		AudienceID: cfg.Audience, UpdateMode: cfg.UpdateMode, SourceCampaign: "c_test", Activity: activity, By: "ann", Population: p, NewID: ID("a_")})
 }
 
 const people = `{"id":"p1","country":"FR","email":"a@x.fr","plan":"pro","age":30,"subscribed":true}
@@ -185,6 +185,10 @@ func testSaveAudience(t *testing.T, s store.Store) {
 	if len(list) != 1 || list[0].ID != id || list[0].Count != 4 || list[0].Kind != "list" || list[0].Dimension != "profile" {
 		t.Fatalf("list: %+v", list)
 	}
+	// Each save is in its size history, with where it came from.
+	if l := list[0]; len(l.Sizes) != 2 || l.Sizes[0].Count != 4 || l.Campaign != "c_test" || l.Activity != "save" || l.By != "ann" || l.Sizes[0].At.After(l.Sizes[1].At) {
+		t.Fatalf("size history: %+v", l)
+	}
 	d, err := s.Audience(ctx, ws, id, 1, 2)
 	if err != nil || strings.Join(d.Columns, ",") != "id,email" || len(d.Rows) != 2 || d.Rows[0]["id"] != "p2" || d.Rows[0]["email"] != "a@x.fr" || d.Count != 4 {
 		t.Fatalf("detail: %+v %v", d, err)
@@ -290,4 +294,32 @@ func testMonthlyReplace(t *testing.T, s store.Store) {
 	if strings.Join(ids, ",") != "p2,p3,p4,p5,p6" {
 		t.Fatalf("members %v", ids)
 	}
+}
+
+// testActivityResults: a campaign keeps each activity's last result of each
+// kind, the newest replacing the older, and only for its own workspace.
+func testActivityResults(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ws := ID("w_")
+	c := newCampaign(t, s, ws, `{"name":"a"}`)
+	for _, r := range []struct{ activity, kind, msg string }{
+		{"b", "run", `{"type":"activity.result","activity":"b","count":1}`},
+		{"s", "save", `{"type":"audience.saved","activity":"s","count":5}`},
+		{"b", "run", `{"type":"activity.result","activity":"b","count":2}`},
+	} {
+		if err := s.SaveActivityResult(ctx, ws, c.ID, r.activity, r.kind, json.RawMessage(r.msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ActivityResults(ctx, ws, c.ID)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("results %s %v", got, err)
+	}
+	joined := string(got[0]) + string(got[1])
+	if !strings.Contains(joined, `"activity":"b","count":2`) || strings.Contains(joined, `"count":1`) || !strings.Contains(joined, `"audience.saved"`) {
+		t.Fatalf("results not replaced by the newest: %s", got)
+	}
+	_, err = s.ActivityResults(ctx, ID("w_"), c.ID)
+	wantCode(t, err, errcode.NotFound)
+	wantCode(t, s.SaveActivityResult(ctx, ID("w_"), c.ID, "b", "run", json.RawMessage(`{}`)), errcode.NotFound)
 }

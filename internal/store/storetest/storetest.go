@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"Attributes", testAttributes},
 		{"Activities", testActivities},
 		{"SaveAudience", testSaveAudience},
+		{"ActivityResults", testActivityResults},
 		{"MonthlyReplace", testMonthlyReplace},
 		{"SchedulesFollowSaves", testSchedulesFollowSaves},
 		{"WebhookOutbox", testWebhookOutbox},
