@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/collab-dev/collab/internal/audience"
 	"github.com/collab-dev/collab/internal/audience/runner"
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/campaign"
@@ -458,5 +459,45 @@ func TestRuleBuilderOverHTTP(t *testing.T) {
 	}
 	if code, _ := f.do("GET", "/v1/attributes", "", ""); code != 401 {
 		t.Fatalf("attributes without a token: %d", code)
+	}
+}
+
+// TestAudienceExportOverHTTP: an audience downloads as CSV with its
+// columns, values as written (text plain, others as JSON, missing empty);
+// another workspace's audience is not found.
+func TestAudienceExportOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	dec, _ := audience.NewDecoder(strings.NewReader(`{"id":"p1","email":"a@x.fr","age":34}`+"\n"+`{"id":"p2","email":"b, \"quoted\"@x.fr"}`+"\n"), "ndjson")
+	if _, err := f.st.ImportProfiles(ctx, "w1", dec.Next); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := audience.ParseCanvas(json.RawMessage(`{"activities":{"b":{"type":"build_audience","config":{"rule":{"field":"email","op":"not_empty"},"columns":["email","age"]}}}}`))
+	pop, err := (&audience.Planner{Canvas: c, Workspace: "w1", Dialect: f.st.Dialect()}).Plan("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := f.st.SaveAudience(ctx, store.AudienceSave{Workspace: "w1", Mode: "create_or_update", Label: "All", UpdateMode: "replace", Population: pop, NewID: "a_all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(token string) (int, string, string) {
+		req, _ := http.NewRequest("GET", f.srv.URL+"/v1/audiences/"+saved.Audience+"/members.csv", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	code, ctype, body := get(f.token("vic", "w1", auth.Viewer))
+	want := "id,email,age\np1,a@x.fr,34\np2,\"b, \"\"quoted\"\"@x.fr\",\n"
+	if code != 200 || !strings.HasPrefix(ctype, "text/csv") || body != want {
+		t.Fatalf("export: %d %s\n%q\nwant %q", code, ctype, body, want)
+	}
+	if code, _, _ := get(f.token("eve", "w2", auth.Admin)); code != 404 {
+		t.Fatalf("another workspace's audience: %d", code)
 	}
 }

@@ -54,6 +54,7 @@ func New(d Deps) http.Handler {
 		r.Post("/v1/audiences/count", s.countRule)
 		r.Get("/v1/audiences", s.listAudiences)
 		r.Get("/v1/audiences/{id}", s.getAudience)
+		r.Get("/v1/audiences/{id}/members.csv", s.exportAudience)
 		r.Put("/v1/schema", s.putSchema)
 		r.Get("/v1/schema", s.getSchema)
 		r.Delete("/v1/schema", s.deleteSchema)

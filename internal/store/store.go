@@ -234,6 +234,9 @@ type Audiences interface {
 	// SaveActivityResult keeps an activity's last result of a kind ("run",
 	// "save") as the message sessions receive; ActivityResults returns a
 	// campaign's (the newest 200).
+	// EachMember streams an audience's members (id order): header gets the
+	// columns, fn each member's values in that order, as they are read.
+	EachMember(ctx context.Context, workspace, id string, header func(columns []string) error, fn func(values []any) error) error
 	SaveActivityResult(ctx context.Context, workspace, campaign, activity, kind string, msg json.RawMessage) error
 	ActivityResults(ctx context.Context, workspace, campaign string) ([]json.RawMessage, error)
 }

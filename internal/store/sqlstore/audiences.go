@@ -311,3 +311,47 @@ func (s *DB) Audience(ctx context.Context, workspace, id string, offset, limit i
 	d.Columns = append([]string{"id"}, d.Columns...)
 	return &d, nil
 }
+
+// EachMember streams an audience's members in id order: columns first
+// (id and the audience's own), then fn once per member with its values in
+// that order. Rows are read from the database as fn consumes them, so an
+// audience of any size costs one row of memory.
+func (s *DB) EachMember(ctx context.Context, workspace, id string, header func(columns []string) error, fn func(values []any) error) error {
+	op := "export audience " + id
+	var cols string
+	err := s.db.QueryRowContext(ctx, `SELECT columns FROM audiences WHERE workspace = $1 AND id = $2`, workspace, id).Scan(&cols)
+	if errors.Is(err, sql.ErrNoRows) {
+		return audienceNotFound(id)
+	}
+	if err != nil {
+		return s.wrap(op, err)
+	}
+	var columns []string
+	json.Unmarshal([]byte(cols), &columns)
+	if err := header(append([]string{"id"}, columns...)); err != nil {
+		return err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT profile_id, data FROM audience_members WHERE audience_id = $1 ORDER BY profile_id`, id)
+	if err != nil {
+		return s.wrap(op, err)
+	}
+	defer rows.Close()
+	values := make([]any, len(columns)+1)
+	var pid string
+	var data []byte
+	for rows.Next() {
+		if err := rows.Scan(&pid, &data); err != nil {
+			return s.wrap(op, err)
+		}
+		var m map[string]any
+		json.Unmarshal(data, &m)
+		values[0] = pid
+		for i, c := range columns {
+			values[i+1] = m[c]
+		}
+		if err := fn(values); err != nil {
+			return err
+		}
+	}
+	return s.wrap(op, rows.Err())
+}
