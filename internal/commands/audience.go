@@ -3,7 +3,9 @@ package commands
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/collab-dev/collab/internal/audience"
@@ -17,7 +19,7 @@ import (
 
 // Runner runs a canvas's activities; *runner.Runner implements it.
 type Runner interface {
-	Run(ctx context.Context, workspace string, c *audience.Canvas, activity string) (runner.Result, error)
+	Run(ctx context.Context, workspace string, c *audience.Canvas, activity string, progress runner.Progress) (runner.Result, error)
 	Save(ctx context.Context, workspace, campaign string, c *audience.Canvas, activity, by string) (store.AudienceSaved, error)
 }
 
@@ -42,7 +44,8 @@ type Audiences struct {
 	Catalog Catalog
 	Log     *slog.Logger
 
-	hub *session.Hub
+	hub     *session.Hub
+	running sync.Map // session id NUL activity → the run's cancel
 }
 
 // countTimeout bounds a live count: the builder asks again as the rule
@@ -70,10 +73,23 @@ func (a *Audiences) Register(h *session.Hub) {
 			return errcode.New(errcode.Invalid, "activity.run needs an activity")
 		}
 		unsaved := room.Unsaved()
-		s.Go(func(ctx context.Context) {
-			ctx, cancel := context.WithTimeout(ctx, runTimeout)
+		key := s.ID() + "\x00" + req.Activity
+		ctx, cancel := context.WithTimeout(s.Context(), runTimeout)
+		if _, busy := a.running.LoadOrStore(key, cancel); busy {
+			cancel()
+			return errcode.New(errcode.Conflict, "%s is already running for this session", c.Name(req.Activity))
+		}
+		s.Go(func(context.Context) {
+			defer a.running.Delete(key)
 			defer cancel()
-			res, err := a.Runner.Run(ctx, room.Workspace(), c, req.Activity)
+			res, err := a.Runner.Run(ctx, room.Workspace(), c, req.Activity, func(step, steps int) {
+				// Without the ref: the run's reply is its result.
+				s.Send(protocol.Encode(nil, protocol.ActivityProgress{Campaign: room.Campaign(), Activity: req.Activity, Step: step, Steps: steps}))
+			})
+			if errors.Is(ctx.Err(), context.Canceled) && s.Context().Err() == nil {
+				s.Reply(req, protocol.ActivityCancelled{Campaign: room.Campaign(), Activity: req.Activity})
+				return
+			}
 			if err != nil {
 				s.ReplyError(req, err)
 				return
@@ -87,6 +103,17 @@ func (a *Audiences) Register(h *session.Hub) {
 			s.Reply(req, msg)
 			a.keep(ctx, room, req.Activity, "run", msg)
 		})
+		return nil
+	})
+	h.Handle("activity.cancel", func(_ context.Context, s *session.Session, req *protocol.Request) error {
+		room, err := s.Member(req)
+		if err != nil {
+			return err
+		}
+		if v, ok := a.running.Load(s.ID() + "\x00" + req.Activity); ok {
+			v.(context.CancelFunc)()
+		}
+		s.Reply(req, protocol.OK{Campaign: room.Campaign()})
 		return nil
 	})
 	h.Handle("audience.save", func(_ context.Context, s *session.Session, req *protocol.Request) error {
@@ -157,7 +184,7 @@ func (a *Audiences) Register(h *session.Hub) {
 		for i, d := range list {
 			sizes, _ := json.Marshal(d.Sizes)
 			msg.Audiences[i] = protocol.AudienceSummary{ID: d.ID, Label: d.Label, Dimension: d.Dimension, Kind: d.Kind, Count: d.Count, Updated: d.UpdatedAt,
-				Campaign: d.Campaign, Activity: d.Activity, By: d.By, Sizes: sizes}
+				Campaign: d.Campaign, Activity: d.Activity, ActivityLabel: d.ActivityLabel, By: d.By, Sizes: sizes}
 		}
 		s.Reply(req, msg)
 		return nil

@@ -133,3 +133,52 @@ func TestAudienceCommands(t *testing.T) {
 		}
 	})
 }
+
+// slowRunner reports a first step, then runs until its context ends.
+type slowRunner struct{ commands.Runner }
+
+func (slowRunner) Run(ctx context.Context, _ string, _ *audience.Canvas, activity string, progress runner.Progress) (runner.Result, error) {
+	progress(1, 3)
+	<-ctx.Done()
+	return runner.Result{}, ctx.Err()
+}
+
+// TestRunProgressAndCancel: a long run reports its steps, a second run of
+// the same activity waits its turn, and activity.cancel stops it (the run
+// answers activity.cancelled; nothing is kept).
+func TestRunProgressAndCancel(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		n := c.Node(session.Config{}, func(n *sessiontest.Node) {
+			(&commands.Audiences{Runner: slowRunner{}, Store: c.Store, Log: log}).Register(n.Hub)
+		})
+		id := c.Campaign("w1", canvasDoc)
+		a := c.Connect(n, "ann", "w1", auth.Editor)
+		a.Join(id)
+		a.Send(map[string]any{"type": "activity.run", "campaign": id, "activity": "q", "ref": "run"})
+		if p := want(t, a, "activity.progress"); p["activity"] != "q" || sessiontest.Num(p["step"]) != 1 || sessiontest.Num(p["steps"]) != 3 || p["ref"] != nil {
+			t.Fatalf("progress %v", p)
+		}
+		a.Send(map[string]any{"type": "activity.run", "campaign": id, "activity": "q", "ref": "again"})
+		if e := a.Next(); e["type"] != "error" || e["code"] != "conflict" || e["ref"] != "again" {
+			t.Fatalf("a second run of a running activity: %v", e)
+		}
+		a.Send(map[string]any{"type": "activity.cancel", "campaign": id, "activity": "q", "ref": "stop"})
+		got := map[string]bool{}
+		for len(got) < 2 {
+			m := a.Next()
+			switch {
+			case m["type"] == "ok" && m["ref"] == "stop":
+				got["ok"] = true
+			case m["type"] == "activity.cancelled" && m["ref"] == "run":
+				got["cancelled"] = true
+			case m["type"] == "activity.result":
+				t.Fatalf("a cancelled run answered a result: %v", m)
+			}
+		}
+		// Nothing was kept: a new session's snapshot has no result.
+		if snap := c.Connect(n, "bob", "w1", auth.Viewer).Join(id); snap["results"] != nil {
+			t.Fatalf("results after a cancelled run: %v", snap["results"])
+		}
+	})
+}

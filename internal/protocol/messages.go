@@ -239,6 +239,21 @@ type ActivityResult struct {
 	Unsaved bool `json:"unsaved,omitempty"`
 }
 
+// ActivityProgress tells the session running an activity how far it got
+// (a run is one query per step); it carries the run's ref.
+type ActivityProgress struct {
+	Campaign string `json:"campaign"`
+	Activity string `json:"activity"`
+	Step     int    `json:"step"`
+	Steps    int    `json:"steps"`
+}
+
+// ActivityCancelled answers a run that activity.cancel stopped.
+type ActivityCancelled struct {
+	Campaign string `json:"campaign"`
+	Activity string `json:"activity"`
+}
+
 // AudienceSaved is a Save audience run (By is "schedule" for a scheduled
 // one), sent to every session on the campaign.
 type AudienceSaved struct {
@@ -265,10 +280,11 @@ type AudienceSummary struct {
 	Updated   time.Time `json:"updated"`
 	// The last save (campaign, activity, who) and the count after each of
 	// the last saves, oldest first.
-	Campaign string          `json:"campaign"`
-	Activity string          `json:"activity"`
-	By       string          `json:"by"`
-	Sizes    json.RawMessage `json:"sizes"`
+	Campaign      string          `json:"campaign"`
+	Activity      string          `json:"activity"`
+	ActivityLabel string          `json:"activity_label"`
+	By            string          `json:"by"`
+	Sizes         json.RawMessage `json:"sizes"`
 }
 
 // AttributeList answers attributes.list: the workspace's profile
@@ -316,22 +332,24 @@ type Error struct {
 // ErrorOf is the error message for err.
 func ErrorOf(err error) Error { return Error{Code: errcode.Of(err), Message: errcode.Message(err)} }
 
-func (Welcome) MessageType() string        { return "welcome" }
-func (Snapshot) MessageType() string       { return "snapshot" }
-func (Joined) MessageType() string         { return "joined" }
-func (Left) MessageType() string           { return "left" }
-func (OK) MessageType() string             { return "ok" }
-func (Ack) MessageType() string            { return "ack" }
-func (Refresh) MessageType() string        { return "refresh" }
-func (Saved) MessageType() string          { return "saved" }
-func (Published) MessageType() string      { return "published" }
-func (Status) MessageType() string         { return "status" }
-func (CampaignListed) MessageType() string { return "campaign" }
-func (Presence) MessageType() string       { return "presence" }
-func (ActivityResult) MessageType() string { return "activity.result" }
-func (AudienceSaved) MessageType() string  { return "audience.saved" }
-func (Audiences) MessageType() string      { return "audiences" }
-func (AttributeList) MessageType() string  { return "attributes" }
-func (RuleCount) MessageType() string      { return "count" }
-func (Audience) MessageType() string       { return "audience" }
-func (Error) MessageType() string          { return "error" }
+func (Welcome) MessageType() string           { return "welcome" }
+func (Snapshot) MessageType() string          { return "snapshot" }
+func (Joined) MessageType() string            { return "joined" }
+func (Left) MessageType() string              { return "left" }
+func (OK) MessageType() string                { return "ok" }
+func (Ack) MessageType() string               { return "ack" }
+func (Refresh) MessageType() string           { return "refresh" }
+func (Saved) MessageType() string             { return "saved" }
+func (Published) MessageType() string         { return "published" }
+func (Status) MessageType() string            { return "status" }
+func (CampaignListed) MessageType() string    { return "campaign" }
+func (Presence) MessageType() string          { return "presence" }
+func (ActivityResult) MessageType() string    { return "activity.result" }
+func (AudienceSaved) MessageType() string     { return "audience.saved" }
+func (Audiences) MessageType() string         { return "audiences" }
+func (AttributeList) MessageType() string     { return "attributes" }
+func (ActivityProgress) MessageType() string  { return "activity.progress" }
+func (ActivityCancelled) MessageType() string { return "activity.cancelled" }
+func (RuleCount) MessageType() string         { return "count" }
+func (Audience) MessageType() string          { return "audience" }
+func (Error) MessageType() string             { return "error" }

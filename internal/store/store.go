@@ -169,9 +169,10 @@ type AudienceSummary struct {
 	Count     int64     `json:"count"`
 	UpdatedAt time.Time `json:"updated"`
 	// The last save: which campaign's activity, and who.
-	Campaign string `json:"campaign"`
-	Activity string `json:"activity"`
-	By       string `json:"by"`
+	Campaign      string `json:"campaign"`
+	Activity      string `json:"activity"`
+	ActivityLabel string `json:"activity_label"`
+	By            string `json:"by"`
 	// Sizes is the count after each of the last saves, oldest first.
 	Sizes []AudienceSize `json:"sizes"`
 }
@@ -204,6 +205,7 @@ type AudienceSave struct {
 	UpdateMode     string // replace or append
 	SourceCampaign string
 	Activity       string // the Save audience activity
+	ActivityLabel  string // how it was named then
 	By             string // who ran it ("schedule" for a scheduled run)
 	Population     audience.Population
 	NewID          string // id for a created audience

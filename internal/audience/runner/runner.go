@@ -58,13 +58,29 @@ func (r *Runner) planner(ctx context.Context, ws string, c *audience.Canvas) *au
 	return &audience.Planner{Canvas: c, Workspace: ws, Dialect: r.store.Dialect(), Lookup: lookup{ctx, r.store}}
 }
 
+// Progress is told after each step of a run (one query each): a count, the
+// sample, each upstream activity's count.
+type Progress func(step, steps int)
+
 // Run computes an activity's population (count, columns, a sample) and the
-// count of every transition that feeds it.
-func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activity string) (Result, error) {
+// count of every transition that feeds it. progress may be nil.
+func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activity string, progress Progress) (Result, error) {
 	p := r.planner(ctx, ws, c)
 	res := Result{Activity: activity, Transitions: []TransitionCount{}}
 	if err := c.CheckFlow(activity); err != nil {
 		return res, err
+	}
+	upstream := c.Upstream(activity)
+	froms := map[string]bool{}
+	for _, t := range upstream {
+		froms[t.From] = true
+	}
+	step, steps := 0, 2+len(froms)
+	done := func() {
+		step++
+		if progress != nil {
+			progress(step, steps)
+		}
 	}
 	node := activity
 	if a, ok := c.Activities[activity]; ok && a.Type == audience.Split && !strings.Contains(activity, "#") {
@@ -89,6 +105,7 @@ func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activit
 		if cfg.Complement {
 			names = append(names, "complement")
 		}
+		steps += len(names)
 		for _, n := range names {
 			pop, err := p.Plan(activity + "#" + n)
 			if err != nil {
@@ -97,6 +114,7 @@ func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activit
 			if res.Outputs[n], err = r.store.CountPopulation(ctx, pop); err != nil {
 				return res, err
 			}
+			done()
 		}
 	}
 	pop, err := p.Plan(node)
@@ -106,12 +124,14 @@ func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activit
 	if res.Count, err = r.store.CountPopulation(ctx, pop); err != nil {
 		return res, err
 	}
+	done()
 	if res.Sample, err = r.store.SamplePopulation(ctx, pop, SampleSize); err != nil {
 		return res, err
 	}
+	done()
 	res.Columns = append([]string{"id"}, pop.Columns...)
 	counted := map[string]int64{}
-	for _, t := range c.Upstream(activity) {
+	for _, t := range upstream {
 		n, ok := counted[t.From]
 		if !ok {
 			from, err := p.Plan(t.From)
@@ -122,6 +142,7 @@ func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activit
 				return res, err
 			}
 			counted[t.From] = n
+			done()
 		}
 		res.Transitions = append(res.Transitions, TransitionCount{From: t.From, To: t.To, Count: n})
 	}
@@ -143,5 +164,5 @@ func (r *Runner) Save(ctx context.Context, ws, campaignID string, c *audience.Ca
 		return store.AudienceSaved{}, err
 	}
 	return r.store.SaveAudience(ctx, store.AudienceSave{Workspace: ws, Mode: cfg.Mode, Label: strings.TrimSpace(cfg.Label),
-		AudienceID: cfg.Audience, UpdateMode: cfg.UpdateMode, SourceCampaign: campaignID, Activity: activity, By: by, Population: pop, NewID: randid.New("a_")})
+		AudienceID: cfg.Audience, UpdateMode: cfg.UpdateMode, SourceCampaign: campaignID, Activity: activity, ActivityLabel: c.Name(activity), By: by, Population: pop, NewID: randid.New("a_")})
 }

@@ -195,8 +195,8 @@ func (s *DB) saveAudience(ctx context.Context, a store.AudienceSave) (store.Audi
 		Campaign: a.SourceCampaign, Created: res.Created, Mode: a.UpdateMode, Count: res.Count, Added: res.Added, Removed: res.Removed, At: fromMS(now)}, fromMS(now)); err != nil {
 		return res, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audience_saves (audience_id, at, count, added, removed, campaign_id, activity, by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		res.Audience, now, res.Count, res.Added, res.Removed, a.SourceCampaign, a.Activity, a.By); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audience_saves (audience_id, at, count, added, removed, campaign_id, activity, activity_label, by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		res.Audience, now, res.Count, res.Added, res.Removed, a.SourceCampaign, a.Activity, a.ActivityLabel, a.By); err != nil {
 		return res, err
 	}
 	if s.dialect == sqlite { // PostgreSQL drops it on commit
@@ -254,7 +254,7 @@ func (s *DB) Audiences(ctx context.Context, workspace, query string) ([]store.Au
 	}
 	// The size history of every listed audience, in one query: the last
 	// saves of each, oldest first; the newest says who saved it from where.
-	rows, err = s.db.QueryContext(ctx, `SELECT audience_id, at, count, campaign_id, activity, by FROM (
+	rows, err = s.db.QueryContext(ctx, `SELECT audience_id, at, count, campaign_id, activity, activity_label, by FROM (
 		SELECT sv.*, row_number() OVER (PARTITION BY sv.audience_id ORDER BY sv.at DESC) AS rn
 		FROM audience_saves sv JOIN audiences a ON a.id = sv.audience_id WHERE a.workspace = $1) x
 		WHERE rn <= $2 ORDER BY audience_id, at`, workspace, store.MaxAudienceSizes)
@@ -263,9 +263,9 @@ func (s *DB) Audiences(ctx context.Context, workspace, query string) ([]store.Au
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id, campaignID, activity, by string
+		var id, campaignID, activity, label, by string
 		var at, count int64
-		if err := rows.Scan(&id, &at, &count, &campaignID, &activity, &by); err != nil {
+		if err := rows.Scan(&id, &at, &count, &campaignID, &activity, &label, &by); err != nil {
 			return nil, s.wrap(op, err)
 		}
 		i, ok := index[id]
@@ -274,7 +274,7 @@ func (s *DB) Audiences(ctx context.Context, workspace, query string) ([]store.Au
 		}
 		a := &out[i]
 		a.Sizes = append(a.Sizes, store.AudienceSize{At: fromMS(at), Count: count})
-		a.Campaign, a.Activity, a.By = campaignID, activity, by
+		a.Campaign, a.Activity, a.ActivityLabel, a.By = campaignID, activity, label, by
 	}
 	return out, s.wrap(op, rows.Err())
 }

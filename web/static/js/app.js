@@ -684,7 +684,7 @@ function campaignView(main, id, tab) {
     switch (ui.tab) {
       case "details": content = detailsPanel(ro); break;
       case "message": content = messagePanel(ro); break;
-      case "canvas": content = renderCanvas({ c, ui, app, bind, rerender: renderPanel, readOnly: ro }); break;
+      case "canvas": content = renderCanvas({ c, ui, app, bind, rerender: renderPanel, readOnly: ro, others }); break;
       case "schedule": content = schedulePanel(ro); break;
       case "history": {
         const hp = historyPanel({ app, c, id, readOnly: ro, banner });
@@ -799,11 +799,23 @@ function campaignView(main, id, tab) {
 
   // --- wiring ----------------------------------------------------------------
 
-  on(c, "snapshot", () => { renderHead(); renderPanel(); updateIndicator(); });
+  on(c, "snapshot", (ev) => {
+    // The canvas's kept results: a late joiner sees the last counts.
+    for (const r of ev.detail.results || []) {
+      if (r.type === "activity.result") ui.canvas.result(r);
+      else if (r.type === "audience.saved") ui.canvas.saved(r);
+    }
+    renderHead(); renderPanel(); updateIndicator();
+  });
+  on(c, "progress", (ev) => {
+    ui.canvas.progress.set(ev.detail.activity, { step: ev.detail.step, steps: ev.detail.steps });
+    if (ui.tab === "canvas" && !ui.canvas.dragging) renderPanel();
+  });
   on(c, "change", (ev) => {
     renderHead();
     if (ev.detail.remote) {
-      if (ui.tab === "canvas" || ui.tab === "message" || ui.tab === "schedule") renderPanel();
+      if (ui.tab === "canvas" && ui.canvas.dragging) { /* drawn again on drop */ }
+      else if (ui.tab === "canvas" || ui.tab === "message" || ui.tab === "schedule") renderPanel();
       else refreshBound();
     } else if (ev.detail.paths.some((p) => reshapes(p))) {
       renderPanel(); // a choice of ours that changes what the panel shows
@@ -817,7 +829,10 @@ function campaignView(main, id, tab) {
     updateIndicator();
     if (ui.tab === "history") ui.reloadHistory?.();
   });
-  on(c, "presence", renderPresence);
+  on(c, "presence", () => {
+    renderPresence();
+    if (ui.tab === "canvas" && !ui.canvas.dragging) renderPanel(); // teammates' selections on the nodes
+  });
   on(c, "status", () => { renderHead(); renderPanel(); });
   on(c, "state", updateIndicator);
   on(c, "restored", (ev) => {

@@ -117,7 +117,9 @@ export interface ConflictDetail {
  * pending edits), presence, status and save state. Events: "snapshot",
  * "change" (ChangeDetail), "conflict" (ConflictDetail), "rejected",
  * "retrying", "saved", "published", "presence", "status", "activity",
- * "audience-saved", "restored", "state", "error".
+ * "audience-saved", "progress" (a run of this session: {activity, step, steps}),
+ * "restored", "state", "error". A snapshot's `results` are the canvas's kept
+ * activity.result and audience.saved messages.
  */
 export declare class Campaign extends EventTarget {
   readonly client: CollabClient;

@@ -362,6 +362,8 @@ export class Campaign extends EventTarget {
         return this.emit("status", msg.status);
       case "activity.result":
         return this.emit("activity", msg);
+      case "activity.progress":
+        return this.emit("progress", msg);
       case "audience.saved":
         return this.emit("audience-saved", msg);
     }
