@@ -20,12 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/collab-dev/collab/internal/auth"
 	"github.com/collab-dev/collab/internal/metrics"
+	"github.com/collab-dev/collab/internal/store"
 	"github.com/collab-dev/collab/internal/testenv"
 )
 
@@ -50,11 +52,16 @@ type e2e struct {
 	browser context.Context
 	logs    *syncBuffer
 	pages   []*page
+	// wrapStore, when set before the server starts, wraps its store.
+	wrapStore func(store.Store) store.Store
 }
 
-func newE2E(t *testing.T) *e2e {
+func newE2E(t *testing.T, wrap ...func(store.Store) store.Store) *e2e {
 	chromium := testenv.Chromium(t)
 	e := &e2e{t: t, dir: t.TempDir(), addr: freeAddr(t), logs: &syncBuffer{}}
+	if len(wrap) > 0 {
+		e.wrapStore = wrap[0]
+	}
 	e.startServer()
 	t.Cleanup(func() {
 		if e.srv != nil {
@@ -109,7 +116,7 @@ func tail(s string, n int) string {
 
 func (e *e2e) startServer() {
 	e.t.Helper()
-	cfg := &config{Addr: e.addr, DataDir: e.dir, FlushInterval: time.Second, RedisPrefix: "collab", LogLevel: "info", LogFormat: "json"}
+	cfg := &config{Addr: e.addr, DataDir: e.dir, FlushInterval: time.Second, RedisPrefix: "collab", LogLevel: "info", LogFormat: "json", wrapStore: e.wrapStore}
 	var err error
 	for i := 0; i < 50; i++ { // the old listener's port may take a moment to free
 		if e.srv, err = start(context.Background(), cfg, newLogger(cfg, e.logs)); err == nil {
@@ -438,27 +445,26 @@ func TestBrowserEditor(t *testing.T) {
 
 		ann.click("#tab-canvas")
 		bob.click("#tab-canvas")
-		ann.choose("#new-activity-type", "build_audience")
-		ann.click("#add-activity")
-		ann.waitJS("build activity", `document.querySelector(".activity.type-build_audience")`)
-		build := strings.TrimPrefix(ann.str(`document.querySelector(".activity.type-build_audience").id`), "activity-")
+		build := ann.addActivity("build_audience")
+		ann.choose(`[data-key="`+build+`.rule.0.field"]`, "country")
+		ann.choose(`[data-key="`+build+`.rule.0.value"]`, "FR")
 		ann.choose(`[data-key="`+build+`.columns"]`, "email, country")
-		ann.choose("#new-activity-type", "save_audience")
-		ann.click("#add-activity")
-		ann.waitJS("save activity", `document.querySelector(".activity.type-save_audience")`)
-		save := strings.TrimPrefix(ann.str(`document.querySelector(".activity.type-save_audience").id`), "activity-")
+		save := ann.addActivity("save_audience")
 		ann.typeInto("#"+save+"-label", "French shoppers")
-		ann.choose("#connect-from", build)
-		ann.choose("#connect-to", save)
-		ann.click("#connect")
+		ann.selectNode(build)
+		ann.choose("#"+build+"-connect-to", save)
+		ann.click("#" + build + "-connect")
 		ann.waitJS("transition", `document.querySelector('#transitions [data-to="`+save+`"]')`)
-		bob.waitJS("Bob sees the canvas", `document.querySelector("#activity-`+save+`")`)
+		bob.waitJS("Bob sees the canvas", `document.querySelector("#node-`+save+`")`)
+		ann.selectNode(build)
 		ann.click("#run-" + build)
-		ann.waitText("#activity-"+build+" .count", "20")
-		bob.waitText("#activity-"+build+" .count", "20")
+		ann.waitText("#result-"+build, "20")
+		bob.waitText("#node-"+build+" .node-count", "20 profiles")
+		ann.selectNode(save)
 		ann.click("#run-" + save)
 		ann.waitText("#saved-"+save, "Created")
 		ann.waitText("#saved-"+save, "20")
+		bob.selectNode(save)
 		bob.waitText("#saved-"+save, "French shoppers")
 		bob.waitText("#saved-"+save, "20")
 		ann.waitText("#transitions", "20")
@@ -533,4 +539,46 @@ func TestBrowserSurvivesServerRestart(t *testing.T) {
 	if v := ann.value("#f-description"); v != "typed while the server was down" {
 		t.Fatalf("editor shows %q after reconnecting", v)
 	}
+}
+
+// addActivity adds an activity from the palette and returns its id (the
+// new node is selected).
+func (p *page) addActivity(typ string) string {
+	p.e.t.Helper()
+	before := p.js(`[...document.querySelectorAll(".node")].map((n) => n.dataset.id).join(",")`)
+	p.click(`.palette-item[data-type="` + typ + `"]`)
+	p.waitJS("a new "+typ+" node", fmt.Sprintf(`[...document.querySelectorAll(".node.type-%s")].some((n) => !%q.split(",").includes(n.dataset.id))`, typ, before))
+	return p.str(fmt.Sprintf(`[...document.querySelectorAll(".node.type-%s")].map((n) => n.dataset.id).find((id) => !%q.split(",").includes(id))`, typ, before))
+}
+
+// selectNode selects a node as a click would (Enter on it).
+func (p *page) selectNode(id string) {
+	p.e.t.Helper()
+	p.waitJS("node "+id, `document.querySelector("#node-`+id+`")`)
+	p.js(`document.querySelector("#node-` + id + `").focus()`)
+	p.do(chromedp.KeyEvent("\r"))
+	p.waitJS("inspector of "+id, `document.querySelector('#inspector[data-id="`+id+`"]')`)
+}
+
+// center returns the middle of an element (in the viewport), scrolling
+// it into view first.
+func (p *page) center(sel string) (float64, float64) {
+	p.e.t.Helper()
+	p.waitJS(sel, fmt.Sprintf(`document.querySelector(%q)`, sel))
+	r := p.js(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.scrollIntoView({block: "center", inline: "center"});
+		const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()`, sel)).([]any)
+	return r[0].(float64), r[1].(float64)
+}
+
+// drag presses the mouse at one point, moves it in steps and releases it
+// at another, as a hand would.
+func (p *page) drag(x0, y0, x1, y1 float64) {
+	p.e.t.Helper()
+	p.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMousePressed, x0, y0, chromedp.ButtonLeft, func(m *input.DispatchMouseEventParams) { m.ClickCount = 1 }))
+	for i := 1; i <= 10; i++ {
+		f := float64(i) / 10
+		p.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x0+(x1-x0)*f, y0+(y1-y0)*f, chromedp.ButtonLeft, func(m *input.DispatchMouseEventParams) { m.Buttons = 1 }))
+		time.Sleep(30 * time.Millisecond)
+	}
+	p.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMouseReleased, x1, y1, chromedp.ButtonLeft, func(m *input.DispatchMouseEventParams) { m.ClickCount = 1 }))
 }

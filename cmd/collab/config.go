@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/collab-dev/collab/internal/auth"
+	"github.com/collab-dev/collab/internal/store"
 )
 
 // config is every setting of `collab serve`. Each is an environment variable
@@ -35,6 +36,10 @@ type config struct {
 
 	origins     auth.Origins
 	sessionRate string
+
+	// wrapStore, set only by tests, wraps the durable store once opened:
+	// the browser tests slow a run down this way to cancel it.
+	wrapStore func(store.Store) store.Store
 }
 
 type setting struct {

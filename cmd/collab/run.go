@@ -151,6 +151,9 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	if err != nil {
 		return nil, fmt.Errorf("COLLAB_DATABASE_URL: %w", err)
 	}
+	if cfg.wrapStore != nil {
+		s.store = cfg.wrapStore(s.store)
+	}
 
 	// Redis.
 	if cfg.RedisURL == "" {

@@ -340,7 +340,7 @@ export function renderCanvas({ c, ui, app, bind, rerender, readOnly, others = ()
       } else if (ev.key === "Enter" || ev.key === " ") {
         ev.preventDefault();
         select(id);
-        document.getElementById("inspector")?.querySelector("input, select, button")?.focus();
+        document.getElementById(`${id}-name`)?.focus(); // the label: Enter must not land on a button
       } else if (ev.key === "Delete" || ev.key === "Backspace") {
         ev.preventDefault();
         remove(id);
