@@ -21,6 +21,7 @@ import (
 type Runner interface {
 	Run(ctx context.Context, workspace string, c *audience.Canvas, activity string, progress runner.Progress) (runner.Result, error)
 	Save(ctx context.Context, workspace, campaign string, c *audience.Canvas, activity, by string) (store.AudienceSaved, error)
+	Upstream(ctx context.Context, workspace string, c *audience.Canvas, activity string) ([]runner.TransitionCount, error)
 }
 
 // AudienceStore lists and reads saved audiences; the durable store
@@ -138,6 +139,14 @@ func (a *Audiences) Register(h *session.Hub) {
 			}
 			msg := AudienceSavedMessage(room.Campaign(), req.Activity, res, s.Claims().User)
 			msg.ByName = s.Claims().Name
+			// Every arrow into the save shows what flowed along it.
+			if ts, err := a.Runner.Upstream(ctx, room.Workspace(), c, req.Activity); err == nil {
+				for _, t := range ts {
+					msg.Transitions = append(msg.Transitions, protocol.Transition{From: t.From, To: t.To, Count: t.Count})
+				}
+			} else {
+				a.Log.Warn("count a save's transitions", "campaign", room.Campaign(), "err", err)
+			}
 			s.Reply(req, msg)
 			a.keep(ctx, room, req.Activity, "save", msg)
 		})

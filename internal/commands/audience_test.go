@@ -79,7 +79,8 @@ func TestAudienceCommands(t *testing.T) {
 		}
 		a.Send(map[string]any{"type": "audience.save", "campaign": id, "activity": "save", "ref": 1})
 		saved := want(t, a, "audience.saved")
-		if saved["created"] != true || sessiontest.Num(saved["count"]) != 2 || sessiontest.Num(saved["added"]) != 2 || saved["label"] != "Subscribers" {
+		if saved["created"] != true || sessiontest.Num(saved["count"]) != 2 || sessiontest.Num(saved["added"]) != 2 || saved["label"] != "Subscribers" ||
+			sessiontest.JSONOf(saved["transitions"]) != `[{"count":2,"from":"q","to":"save"}]` {
 			t.Fatalf("saved %v", saved)
 		}
 		want(t, v, "audience.saved")

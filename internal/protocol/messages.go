@@ -268,6 +268,8 @@ type AudienceSaved struct {
 	By       string `json:"by"`
 	ByName   string `json:"by_name,omitempty"`
 	At       int64  `json:"at,omitempty"` // unix ms
+	// Transitions are the counts along every transition feeding the save.
+	Transitions []Transition `json:"transitions,omitempty"`
 }
 
 // AudienceSummary is one audience in a list.

@@ -130,23 +130,39 @@ func (r *Runner) Run(ctx context.Context, ws string, c *audience.Canvas, activit
 	}
 	done()
 	res.Columns = append([]string{"id"}, pop.Columns...)
+	res.Transitions, err = r.upstreamCounts(ctx, p, upstream, done)
+	return res, err
+}
+
+// upstreamCounts counts the population on every transition given, each
+// activity output once.
+func (r *Runner) upstreamCounts(ctx context.Context, p *audience.Planner, upstream []audience.Transition, done func()) ([]TransitionCount, error) {
+	out := []TransitionCount{}
 	counted := map[string]int64{}
 	for _, t := range upstream {
 		n, ok := counted[t.From]
 		if !ok {
 			from, err := p.Plan(t.From)
 			if err != nil {
-				return res, err
+				return out, err
 			}
 			if n, err = r.store.CountPopulation(ctx, from); err != nil {
-				return res, err
+				return out, err
 			}
 			counted[t.From] = n
-			done()
+			if done != nil {
+				done()
+			}
 		}
-		res.Transitions = append(res.Transitions, TransitionCount{From: t.From, To: t.To, Count: n})
+		out = append(out, TransitionCount{From: t.From, To: t.To, Count: n})
 	}
-	return res, nil
+	return out, nil
+}
+
+// Upstream counts every transition that feeds an activity: what a Save
+// audience shows along its arrows.
+func (r *Runner) Upstream(ctx context.Context, ws string, c *audience.Canvas, activity string) ([]TransitionCount, error) {
+	return r.upstreamCounts(ctx, r.planner(ctx, ws, c), c.Upstream(activity), nil)
 }
 
 // Save runs a save_audience activity: its incoming population creates or

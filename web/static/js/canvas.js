@@ -91,6 +91,7 @@ export class CanvasState {
   saved(msg) {
     this.saves.set(msg.activity, msg);
     this.errors.delete(msg.activity);
+    for (const t of msg.transitions || []) this.transitions.set(`${t.from}>${t.to}`, t.count);
     this.audiences = null;
   }
   attribute(key) {
@@ -194,7 +195,7 @@ export function renderCanvas({ c, ui, app, bind, rerender, readOnly, others = ()
       title: `Add a ${label} activity (or drag it onto the canvas)`,
       onclick: () => add(type),
       ondragstart: (ev) => ev.dataTransfer.setData("text/x-collab-activity", type),
-    }, `＋ ${label}`)));
+    }, `+ ${label}`)));
 
   // --- the plane ---------------------------------------------------------
   const SVG = "http://www.w3.org/2000/svg";
