@@ -121,7 +121,7 @@ func (c *Catalog) Count(ctx context.Context, ws string, r *audience.Rule) (Count
 		return Count{}, err
 	}
 	out := Count{Profiles: attrs.Profiles, Unknown: c.unknown(attrs, r)}
-	out.Count, out.Exact, err = c.store.EstimateMatches(ctx, ws, r, attrs.Profiles, audience.AttributesSample)
+	out.Count, out.Exact, err = c.store.EstimateMatches(ctx, ws, r, attrs.Profiles, audience.CountSample)
 	return out, err
 }
 

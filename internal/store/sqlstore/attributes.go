@@ -27,7 +27,8 @@ func (s *DB) sampled(q *audience.Query, workspace string, total, sample int64) s
 	}
 	if s.dialect == postgres {
 		pct := min(100, 100*float64(sample)/float64(total))
-		return fmt.Sprintf("profiles p TABLESAMPLE SYSTEM (%.6f)", pct) + where
+		// REPEATABLE: the queries of one listing read the same pages.
+		return fmt.Sprintf("profiles p TABLESAMPLE SYSTEM (%.6f) REPEATABLE (7)", pct) + where
 	}
 	k := (total + sample - 1) / sample
 	return "profiles p" + where + fmt.Sprintf(" AND p.rowid %% %d = 0", k)

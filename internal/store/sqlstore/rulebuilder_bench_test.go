@@ -62,7 +62,7 @@ func BenchmarkLiveCount_1M(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		r, _ := audience.ParseRule(json.RawMessage(rules[i%len(rules)]))
 		t0 := time.Now()
-		if _, _, err := s.EstimateMatches(ctx, ws, r, total, audience.AttributesSample); err != nil {
+		if _, _, err := s.EstimateMatches(ctx, ws, r, total, audience.CountSample); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(t0))
