@@ -282,11 +282,11 @@ type AudienceSummary struct {
 	Updated   time.Time `json:"updated"`
 	// The last save (campaign, activity, who) and the count after each of
 	// the last saves, oldest first.
-	Campaign      string          `json:"campaign"`
-	Activity      string          `json:"activity"`
-	ActivityLabel string          `json:"activity_label"`
-	By            string          `json:"by"`
-	Sizes         json.RawMessage `json:"sizes"`
+	Campaign      string          `json:"campaign,omitempty"`
+	Activity      string          `json:"activity,omitempty"`
+	ActivityLabel string          `json:"activity_label,omitempty"`
+	By            string          `json:"by,omitempty"`
+	Sizes         json.RawMessage `json:"sizes,omitempty"`
 }
 
 // AttributeList answers attributes.list: the workspace's profile
