@@ -282,8 +282,20 @@ func (p *page) value(sel string) string {
 func (p *page) typeInto(sel, text string) {
 	p.e.t.Helper()
 	p.waitJS(sel, fmt.Sprintf(`document.querySelector(%q)`, sel))
-	p.js(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.focus(); el.select && el.select(); })()`, sel))
-	p.do(chromedp.SendKeys(sel, text))
+	// A teammate's push may draw the panel again between finding the field
+	// and typing into it: find it again and type anew.
+	for attempt := 0; ; attempt++ {
+		p.js(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.focus(); el.select && el.select(); })()`, sel))
+		ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+		err := chromedp.Do(ctx, chromedp.SendKeys(sel, text))
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt >= 3 || !strings.Contains(err.Error(), "Could not find node") {
+			p.e.t.Fatalf("%s: type into %s: %v", p.name, sel, err)
+		}
+	}
 }
 
 // choose sets a select's or an input's value and fires change, as picking
