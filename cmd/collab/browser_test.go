@@ -309,8 +309,19 @@ func (p *page) choose(sel, value string) {
 
 func (p *page) click(sel string) {
 	p.e.t.Helper()
-	p.waitJS(sel+" enabled", fmt.Sprintf(`(el => el && !el.disabled)(document.querySelector(%q))`, sel))
-	p.do(chromedp.Click(sel))
+	// As in typeInto: a push may redraw the button between lookup and click.
+	for attempt := 0; ; attempt++ {
+		p.waitJS(sel+" enabled", fmt.Sprintf(`(el => el && !el.disabled)(document.querySelector(%q))`, sel))
+		ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+		err := chromedp.Do(ctx, chromedp.Click(sel))
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt >= 3 || !strings.Contains(err.Error(), "Could not find node") {
+			p.e.t.Fatalf("%s: click %s: %v", p.name, sel, err)
+		}
+	}
 }
 
 func (p *page) goTo(hash string) {
