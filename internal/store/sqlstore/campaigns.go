@@ -16,6 +16,18 @@ import (
 
 func notFound(id string) error { return errcode.New(errcode.NotFound, "campaign %s not found", id) }
 
+// ownCampaign checks that the workspace has the campaign (errcode.NotFound
+// otherwise) without reading its documents, as the calls that only scope
+// a query to the workspace need.
+func (s *DB) ownCampaign(ctx context.Context, workspace, id string) error {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM campaigns WHERE workspace = $1 AND id = $2`, workspace, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound(id)
+	}
+	return s.wrap("find campaign "+id, err)
+}
+
 // CreateCampaign stores c as version 1.
 func (s *DB) CreateCampaign(ctx context.Context, c *campaign.Campaign) error {
 	now := c.CreatedAt
@@ -232,7 +244,7 @@ func (s *DB) FenceEpoch(ctx context.Context, workspace, id, from string, rev int
 		return s.wrap(op, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		if _, err := s.Campaign(ctx, workspace, id); err != nil {
+		if err := s.ownCampaign(ctx, workspace, id); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %w", store.ErrEpochFenced, errcode.New(errcode.Conflict, "campaign %s: the saved draft moved while epoch %s opened", id, next))
@@ -297,7 +309,7 @@ func nonNil(s []string) []string {
 
 // Versions lists a campaign's history, newest first.
 func (s *DB) Versions(ctx context.Context, workspace, id string) ([]campaign.Version, error) {
-	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+	if err := s.ownCampaign(ctx, workspace, id); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger, label, restored_from FROM campaign_versions
@@ -319,7 +331,7 @@ func (s *DB) Versions(ctx context.Context, workspace, id string) ([]campaign.Ver
 
 // Version returns one history entry with its document.
 func (s *DB) Version(ctx context.Context, workspace, id string, version int64) (*campaign.Version, error) {
-	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+	if err := s.ownCampaign(ctx, workspace, id); err != nil {
 		return nil, err
 	}
 	v, err := scanVersion(s.db.QueryRowContext(ctx, `SELECT version, rev_from, rev, at, by, authors, trigger, label, restored_from, doc FROM campaign_versions
@@ -353,7 +365,7 @@ func scanVersion(row scanner, withDoc bool) (*campaign.Version, error) {
 
 // LabelVersion names one history entry.
 func (s *DB) LabelVersion(ctx context.Context, workspace, id string, version int64, label string) error {
-	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+	if err := s.ownCampaign(ctx, workspace, id); err != nil {
 		return err
 	}
 	res, err := s.db.ExecContext(ctx, `UPDATE campaign_versions SET label = $1 WHERE campaign_id = $2 AND version = $3`, label, id, version)
@@ -369,7 +381,7 @@ func (s *DB) LabelVersion(ctx context.Context, workspace, id string, version int
 // MarkRestored records a restore on the saved version that covers rev.
 func (s *DB) MarkRestored(ctx context.Context, workspace, id string, rev, from int64) (int64, error) {
 	op := fmt.Sprintf("mark the restore of version %d of %s", from, id)
-	if _, err := s.Campaign(ctx, workspace, id); err != nil {
+	if err := s.ownCampaign(ctx, workspace, id); err != nil {
 		return 0, err
 	}
 	var v int64

@@ -14,7 +14,7 @@ const maxResults = 200
 // "save") as the message sessions receive.
 func (s *DB) SaveActivityResult(ctx context.Context, workspace, campaignID, activity, kind string, msg json.RawMessage) error {
 	op := "keep the result of " + activity
-	if _, err := s.Campaign(ctx, workspace, campaignID); err != nil {
+	if err := s.ownCampaign(ctx, workspace, campaignID); err != nil {
 		return err
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO activity_results (campaign_id, activity, kind, result, at) VALUES ($1, $2, $3, $4, $5)
@@ -27,7 +27,7 @@ func (s *DB) SaveActivityResult(ctx context.Context, workspace, campaignID, acti
 // kind, the newest maxResults).
 func (s *DB) ActivityResults(ctx context.Context, workspace, campaignID string) ([]json.RawMessage, error) {
 	op := "read the results of " + campaignID
-	if _, err := s.Campaign(ctx, workspace, campaignID); err != nil {
+	if err := s.ownCampaign(ctx, workspace, campaignID); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT result FROM activity_results WHERE campaign_id = $1 ORDER BY at DESC LIMIT $2`, campaignID, maxResults)
