@@ -121,7 +121,10 @@ func (r *room) load(ctx context.Context, c *campaign.Campaign) error {
 	r.resetLocked(head, doc, rev, c)
 	r.editors = editors
 	for _, res := range results {
-		r.keepResultLocked(res)
+		var ev event
+		if json.Unmarshal(res, &ev) == nil {
+			r.keepResultLocked(ev, res)
+		}
 	}
 	r.loaded = true
 	early := r.early

@@ -67,18 +67,13 @@ func (r *room) handleLocked(msg []byte) {
 	}
 	// Any other event (status, saved, activity results...) goes to every
 	// session as it is; a status change is also remembered.
-	var ev struct {
-		Type    string `json:"type"`
-		Status  string `json:"status"`
-		Version int64  `json:"version"`
-		Rev     int64  `json:"rev"`
-	}
+	var ev event
 	if json.Unmarshal(msg, &ev) != nil {
 		return
 	}
 	switch ev.Type {
 	case "activity.result", "audience.saved":
-		r.keepResultLocked(msg)
+		r.keepResultLocked(ev, msg)
 	case "status":
 		r.status = campaign.Status(ev.Status)
 	case "saved", "published":
@@ -374,14 +369,19 @@ func (r *room) resyncLocked(m *member, req *protocol.Request) {
 // maxResults bounds the activity results a room keeps for its snapshots.
 const maxResults = 200
 
+// event is what the room reads of a non-update message on its channel.
+type event struct {
+	Type     string `json:"type"`
+	Status   string `json:"status"`
+	Version  int64  `json:"version"`
+	Rev      int64  `json:"rev"`
+	Activity string `json:"activity"`
+}
+
 // keepResultLocked remembers an activity's newest result of its kind (a run,
 // a Save audience), for the snapshots of sessions that join later.
-func (r *room) keepResultLocked(msg []byte) {
-	var ev struct {
-		Type     string `json:"type"`
-		Activity string `json:"activity"`
-	}
-	if json.Unmarshal(msg, &ev) != nil || ev.Activity == "" {
+func (r *room) keepResultLocked(ev event, msg []byte) {
+	if ev.Activity == "" {
 		return
 	}
 	key := ev.Type + "\x00" + ev.Activity
