@@ -282,18 +282,26 @@ func (p *page) value(sel string) string {
 func (p *page) typeInto(sel, text string) {
 	p.e.t.Helper()
 	p.waitJS(sel, fmt.Sprintf(`document.querySelector(%q)`, sel))
-	// A teammate's push may draw the panel again between finding the field
-	// and typing into it: find it again and type anew.
-	for attempt := 0; ; attempt++ {
+	p.redrawn("type into "+sel, func() {
 		p.js(fmt.Sprintf(`(() => { const el = document.querySelector(%q); el.focus(); el.select && el.select(); })()`, sel))
+	}, chromedp.SendKeys(sel, text))
+}
+
+// redrawn runs act after prepare, again (up to three times) when the page
+// replaced the element between the lookup and the action: a teammate's
+// push or a run's progress draws a panel anew at any moment.
+func (p *page) redrawn(what string, prepare func(), act chromedp.Action[chromedp.Void]) {
+	p.e.t.Helper()
+	for attempt := 0; ; attempt++ {
+		prepare()
 		ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
-		err := chromedp.Do(ctx, chromedp.SendKeys(sel, text))
+		err := chromedp.Do(ctx, act)
 		cancel()
 		if err == nil {
 			return
 		}
 		if attempt >= 3 || !strings.Contains(err.Error(), "Could not find node") {
-			p.e.t.Fatalf("%s: type into %s: %v", p.name, sel, err)
+			p.e.t.Fatalf("%s: %s: %v", p.name, what, err)
 		}
 	}
 }
@@ -309,19 +317,9 @@ func (p *page) choose(sel, value string) {
 
 func (p *page) click(sel string) {
 	p.e.t.Helper()
-	// As in typeInto: a push may redraw the button between lookup and click.
-	for attempt := 0; ; attempt++ {
+	p.redrawn("click "+sel, func() {
 		p.waitJS(sel+" enabled", fmt.Sprintf(`(el => el && !el.disabled)(document.querySelector(%q))`, sel))
-		ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
-		err := chromedp.Do(ctx, chromedp.Click(sel))
-		cancel()
-		if err == nil {
-			return
-		}
-		if attempt >= 3 || !strings.Contains(err.Error(), "Could not find node") {
-			p.e.t.Fatalf("%s: click %s: %v", p.name, sel, err)
-		}
-	}
+	}, chromedp.Click(sel))
 }
 
 func (p *page) goTo(hash string) {

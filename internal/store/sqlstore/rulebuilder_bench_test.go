@@ -13,6 +13,18 @@ import (
 	"github.com/collab-dev/collab/internal/store/storetest"
 )
 
+// timed runs fn b.N times and reports the p50 and p99 of its durations.
+func timed(b *testing.B, fn func(i int)) {
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		fn(i)
+		lat = append(lat, time.Since(t0))
+	}
+	reportLatencies(b, lat)
+}
+
 // reportLatencies adds p50 and p99 (ms) of the per-iteration times.
 func reportLatencies(b *testing.B, d []time.Duration) {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
@@ -27,10 +39,7 @@ func BenchmarkAttributes_1M(b *testing.B) {
 	s := benchPG(b)
 	ws := seeded(b, s)
 	ctx := context.Background()
-	var lat []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
+	timed(b, func(int) {
 		total, err := s.ProfileCount(ctx, ws)
 		if err != nil {
 			b.Fatal(err)
@@ -39,9 +48,7 @@ func BenchmarkAttributes_1M(b *testing.B) {
 		if err != nil || len(a.Attributes) < 5 {
 			b.Fatalf("%+v %v", a, err)
 		}
-		lat = append(lat, time.Since(t0))
-	}
-	reportLatencies(b, lat)
+	})
 }
 
 // BenchmarkLiveCount_1M is the builder's live count on 1M profiles: a rule
@@ -57,17 +64,15 @@ func BenchmarkLiveCount_1M(b *testing.B) {
 		`{"any":[{"field":"age","op":"between","value":[25,40]},{"field":"plan","op":"in","value":["pro","team"]}]}`,
 		`{"field":"signup","op":"within_days","value":365}`,
 	}
-	var lat []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r, _ := audience.ParseRule(json.RawMessage(rules[i%len(rules)]))
-		t0 := time.Now()
-		if _, _, err := s.EstimateMatches(ctx, ws, r, total, audience.CountSample); err != nil {
+	parsed := make([]*audience.Rule, len(rules))
+	for i, raw := range rules {
+		parsed[i], _ = audience.ParseRule(json.RawMessage(raw))
+	}
+	timed(b, func(i int) {
+		if _, _, err := s.EstimateMatches(ctx, ws, parsed[i%len(parsed)], total, audience.CountSample); err != nil {
 			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(t0))
-	}
-	reportLatencies(b, lat)
+	})
 }
 
 // BenchmarkExportCSV_1M streams an audience of 1M members through

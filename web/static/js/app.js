@@ -11,7 +11,7 @@ import { renderAudiences, renderAudience } from "./audiences.js";
 import { colourOf, nameOf } from "./people.js";
 import { historyPanel } from "./history.js";
 import { openLaunchDialog } from "./launch.js";
-import { show } from "./diff.js";
+import { labelOf, show } from "./diff.js";
 
 const TABS = [
   ["details", "Details"],
@@ -644,7 +644,7 @@ function campaignView(main, id, tab) {
 
   function showConflict({ paths, values, winners }) {
     const parts = winners.map((w) => {
-      const label = ui.labels.get(w.path) || labelFor(w.path);
+      const label = ui.labels.get(w.path) || labelOf(w.path, c.doc);
       const who = nameOf(w.by);
       const val = w.value === undefined ? "(removed)" : show(w.value, 160);
       return h("li", { dataset: { path: w.path } }, h("strong", {}, who), ` changed `, h("strong", {}, label), ` first. Their value is kept: `, h("span", { class: "winner-value" }, val));
@@ -658,12 +658,6 @@ function campaignView(main, id, tab) {
       const e = ui.bound.get(p);
       if (e) { clearTimeout(e.timer); e.timer = null; showValue(e, true); }
     }
-  }
-
-  function labelFor(path) {
-    const m = path.match(/^\/canvas\/activities\/([^/]+)/);
-    if (m) return `activity ${m[1]}`;
-    return path.split("/").pop() || path;
   }
 
   // --- panels ----------------------------------------------------------------

@@ -42,10 +42,20 @@ export function fmtTime(d) {
   return d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
-export function fmtDate(s) {
+export function fmtDate(s, { seconds = false } = {}) {
   if (!s) return "";
   const d = new Date(s);
-  return d.toLocaleString("en-GB", { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  return d.toLocaleString("en-GB", { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", ...(seconds ? { second: "2-digit" } : {}) });
+}
+
+// keepFocusIn makes Tab and Shift+Tab cycle within a modal dialog; call it
+// from the dialog's keydown.
+export function keepFocusIn(dialog, ev) {
+  if (ev.key !== "Tab") return;
+  const f = [...dialog.querySelectorAll("button:not([disabled]), a[href], input:not([disabled]), textarea:not([disabled]), select:not([disabled])")];
+  if (!f.length) return;
+  if (ev.shiftKey && document.activeElement === f[0]) { ev.preventDefault(); f[f.length - 1].focus(); }
+  else if (!ev.shiftKey && document.activeElement === f[f.length - 1]) { ev.preventDefault(); f[0].focus(); }
 }
 
 export function fmtCount(n) {

@@ -3,7 +3,7 @@
 // the second, a field-by-field comparison of any version with the current
 // draft, and a restore that is previewed first and recorded as such.
 
-import { h } from "./dom.js";
+import { h, fmtDate, fmtTime } from "./dom.js";
 import { diff, describe, groupVersions } from "./diff.js";
 import { colourOf, nameOf } from "./people.js";
 
@@ -12,14 +12,7 @@ const TRIGGERS = {
   editor: "message editor Done", manual: "manual save", publish: "published", restore: "restore", archive: "archived",
 };
 
-export function fmtSeconds(s) {
-  const d = new Date(s);
-  return d.toLocaleString("en-GB", { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
-function fmtClock(s) {
-  return new Date(s).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
+const fmtSeconds = (s) => fmtDate(s, { seconds: true });
 
 // historyPanel renders the tab; it returns the element and a reload.
 export function historyPanel({ app, c, id, readOnly, banner }) {
@@ -149,7 +142,7 @@ export function historyPanel({ app, c, id, readOnly, banner }) {
         }, `Show ${vs.length} versions`);
         rows.push(h("tr", { class: "group", dataset: { group: key } },
           h("td", {}, h("strong", {}, `v${first.version}–v${last.version}`)),
-          h("td", {}, `${fmtSeconds(first.at)} – ${fmtClock(last.at)}`),
+          h("td", {}, `${fmtSeconds(first.at)} – ${fmtTime(new Date(last.at))}`),
           h("td", {}, who(last)),
           h("td", {}, h("span", { class: "badge" }, `${vs.length} autosaves`)),
           h("td", {}, toggle)), ...children);

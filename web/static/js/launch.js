@@ -3,7 +3,7 @@
 // each problem a link to where it is fixed, and asks for a confirmation. A
 // draft with problems can still be launched, deliberately ("Launch anyway").
 
-import { h } from "./dom.js";
+import { h, keepFocusIn } from "./dom.js";
 
 // tabOf says which tab fixes a problem at path.
 export function tabOf(path) {
@@ -34,12 +34,7 @@ export function openLaunchDialog({ name, checks, save, go, launch }) {
     };
     const onKey = (ev) => {
       if (ev.key === "Escape") { ev.preventDefault(); close(false); }
-      if (ev.key === "Tab") { // the focus stays in the dialog
-        const f = [...dialog.querySelectorAll("button:not([disabled]), a[href]")];
-        if (!f.length) return;
-        if (ev.shiftKey && document.activeElement === f[0]) { ev.preventDefault(); f[f.length - 1].focus(); }
-        else if (!ev.shiftKey && document.activeElement === f[f.length - 1]) { ev.preventDefault(); f[0].focus(); }
-      }
+      keepFocusIn(dialog, ev);
     };
     document.addEventListener("keydown", onKey, true);
     cancel.addEventListener("click", () => close(false));

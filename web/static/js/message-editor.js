@@ -4,7 +4,7 @@
 // edit and saves at once; Save does the same with the editor left open (a
 // save "as a precaution" during a long edit); Cancel drops what is staged.
 
-import { h, field, fmtTime } from "./dom.js";
+import { h, field, fmtTime, keepFocusIn } from "./dom.js";
 import { nameOf } from "./people.js";
 
 export const EDITORS = {
@@ -90,11 +90,7 @@ export async function openMessageEditor({ c, path, returnFocus, readOnly, onConf
       cancel();
       return;
     }
-    if (ev.key !== "Tab") return;
-    const focusables = [...dialog.querySelectorAll("button:not([disabled]), input:not([disabled]), textarea:not([disabled]), select:not([disabled])")];
-    const first = focusables[0], last = focusables[focusables.length - 1];
-    if (ev.shiftKey && document.activeElement === first) { ev.preventDefault(); last.focus(); }
-    else if (!ev.shiftKey && document.activeElement === last) { ev.preventDefault(); first.focus(); }
+    keepFocusIn(dialog, ev);
   });
 
   // A teammate who has this message open too: say so before typing starts,
