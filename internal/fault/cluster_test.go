@@ -200,6 +200,7 @@ type node struct {
 	cmd    *exec.Cmd
 	logf   string
 	exited chan error
+	gone   chan struct{} // closed once the process exited (exited keeps its error)
 	redis  *testenv.Relay // nil when the test gave its own Redis URL
 	pg     *testenv.Relay
 	env    []string
@@ -292,11 +293,42 @@ func tail(s string, n int) string {
 	return s
 }
 
+// start starts a node and waits until it is ready. The port was free when
+// picked, but another package's test may bind it before the node does: a
+// node's first start then moves to another port, and a restart (whose
+// address clients hold) tries its own again for a while.
 func (c *cluster) start(nd *node) {
+	first := nd.cmd == nil
+	for attempt := 0; ; attempt++ {
+		if !c.startOnce(nd) || !nd.portTaken() || attempt >= 20 {
+			return
+		}
+		if first {
+			nd.addr = "127.0.0.1:" + strconv.Itoa(freePort(c.t))
+		} else {
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+}
+
+// portTaken reports whether the node exited because its port was in use.
+func (nd *node) portTaken() bool {
+	select {
+	case <-nd.gone:
+	default:
+		return false
+	}
+	raw, _ := os.ReadFile(nd.logf)
+	return strings.Contains(tail(string(raw), 500), "address already in use")
+}
+
+// startOnce starts the node's process; it reports false when the node is
+// ready or cannot be started at all, true when it exited before ready.
+func (c *cluster) startOnce(nd *node) (exitedEarly bool) {
 	logf, err := os.OpenFile(nd.logf, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		c.t.Error(err)
-		return
+		return false
 	}
 	nd.cmd = exec.Command(binary, "serve")
 	// A fresh slice: nodes start concurrently, and appending to c.env could
@@ -305,21 +337,26 @@ func (c *cluster) start(nd *node) {
 	nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
 	if err := nd.cmd.Start(); err != nil {
 		c.t.Error(err)
-		return
+		return false
 	}
-	nd.exited = make(chan error, 1)
-	go func() { nd.exited <- nd.cmd.Wait(); logf.Close() }()
+	exited, gone := make(chan error, 1), make(chan struct{})
+	nd.exited, nd.gone = exited, gone
+	cmd := nd.cmd
+	go func() { exited <- cmd.Wait(); close(gone); logf.Close() }()
 	// Generous: CI runs this beside every other package under -race.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, body := c.get(nd, "/readyz", "")
 		if code == 200 {
-			return
+			return false
+		}
+		if nd.portTaken() {
+			return true
 		}
 		if time.Now().After(deadline) {
 			raw, _ := os.ReadFile(nd.logf)
 			c.t.Errorf("node %d not ready in 30 s (/readyz %d %s); its log (tail):\n%s", nd.i, code, body, tail(string(raw), 3000))
-			return
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
