@@ -200,7 +200,7 @@ type node struct {
 	cmd    *exec.Cmd
 	logf   string
 	exited chan error
-	gone   chan struct{} // closed once the process exited (exited keeps its error)
+	gone   chan struct{}  // closed once the process exited (exited keeps its error)
 	redis  *testenv.Relay // nil when the test gave its own Redis URL
 	pg     *testenv.Relay
 	env    []string
