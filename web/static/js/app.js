@@ -5,7 +5,7 @@
 import { API } from "./api.js";
 import { CollabClient } from "./collab-client.js";
 import { h, field, fmtTime, fmtDate, fmtCount, initials } from "./dom.js";
-import { renderCanvas, CanvasState } from "./canvas.js";
+import { renderCanvas, CanvasState, markHolder } from "./canvas.js";
 import { openMessageEditor, EDITORS } from "./message-editor.js";
 import { renderAudiences, renderAudience } from "./audiences.js";
 import { colourOf, nameOf } from "./people.js";
@@ -693,7 +693,10 @@ function campaignView(main, id, tab) {
       const e = ui.bound.get(p);
       if (e) { e.el.value = v; e.timer = setTimeout(e.commit, STREAM_MS); }
     }
-    if (key) {
+    if (!key && focused?.id) {
+      // An element known by its id (a canvas node, a button): focus it again.
+      document.getElementById(focused.id)?.focus();
+    } else if (key) {
       const again = panel.querySelector(`[data-path="${CSS.escape(key)}"], [data-key="${CSS.escape(key)}"]`);
       if (again) {
         if (uncommitted !== null) again.value = uncommitted;
@@ -825,7 +828,7 @@ function campaignView(main, id, tab) {
   });
   on(c, "presence", () => {
     renderPresence();
-    if (ui.tab === "canvas" && !ui.canvas.dragging) renderPanel(); // teammates' selections on the nodes
+    if (ui.tab === "canvas") for (const g of panel.querySelectorAll(".node")) markHolder(g, others()); // teammates' selections
   });
   on(c, "status", () => { renderHead(); renderPanel(); });
   on(c, "state", updateIndicator);

@@ -99,6 +99,30 @@ export class CanvasState {
   }
 }
 
+// markHolder shows on a node the teammates whose focus is in it (their
+// selection or one of its fields), in the first one's colour. Presence
+// changes call it on the drawn nodes instead of drawing the canvas again,
+// so that a teammate's move of focus never replaces the element a user is
+// clicking or has focused.
+export function markHolder(g, editors) {
+  const base = `/canvas/activities/${g.dataset.id}`;
+  const who = editors.filter((e) => e.field && (e.field === base || e.field.startsWith(base + "/")));
+  g.classList.toggle("held", who.length > 0);
+  if (who.length) g.style.setProperty("--peer", colourOf(who[0].user));
+  else g.style.removeProperty("--peer");
+  let label = g.querySelector(".node-holder");
+  if (!who.length) { label?.remove(); return; }
+  if (!label) {
+    label = document.createElementNS("http://www.w3.org/2000/svg", "text");
+    label.setAttribute("class", "node-holder");
+    label.setAttribute("x", NODE_W - 8);
+    label.setAttribute("y", 14);
+    label.setAttribute("text-anchor", "end");
+    g.append(label);
+  }
+  label.textContent = who.map((e) => nameOf(e)).join(", ");
+}
+
 // nameOfActivity is how the canvas names a node: its label, else its type.
 export function activityName(a, id) {
   if (!a) return id;
@@ -172,7 +196,6 @@ export function renderCanvas({ c, ui, app, bind, rerender, readOnly, others = ()
     else c.set("/canvas/transitions/-", { from, to });
     return true;
   };
-  const holders = (id) => others().filter((e) => e.field && (e.field === base(id) || e.field.startsWith(base(id) + "/")));
 
   // --- palette -----------------------------------------------------------
   const add = (type, at) => {
@@ -260,14 +283,12 @@ export function renderCanvas({ c, ui, app, bind, rerender, readOnly, others = ()
     const p = pos[id];
     const res = st.results.get(id);
     const saved = st.saves.get(id);
-    const who = holders(id);
     const label = activityName(a, id);
     const count = saved ? saved.count : res?.count;
     const g = s("g", {
-      class: `node type-${a.type}${st.selected === id ? " selected" : ""}${who.length ? " held" : ""}${st.errors.has(id) ? " failed" : ""}`,
+      class: `node type-${a.type}${st.selected === id ? " selected" : ""}${st.errors.has(id) ? " failed" : ""}`,
       id: `node-${id}`, "data-id": id, transform: `translate(${p.x} ${p.y})`, tabindex: 0, role: "button",
       "aria-label": `${label} (${TYPES[a.type]})${count !== undefined ? `, ${fmtCount(count)} profiles` : ""}. Arrow keys move it; Enter selects it.`,
-      style: who.length ? `--peer:${colourOf(who[0].user)}` : undefined,
     },
     s("rect", { class: "node-box", width: NODE_W, height: NODE_H, rx: 10 }),
     s("rect", { class: "node-band", width: 6, height: NODE_H, rx: 3 }),
@@ -279,8 +300,8 @@ export function renderCanvas({ c, ui, app, bind, rerender, readOnly, others = ()
       const q = outPort(o);
       return s("circle", { class: "port out", cx: q.x - p.x, cy: q.y - p.y, r: 7, "data-output": o },
         s("title", {}, `Drag to connect ${outName(o)} to another activity`));
-    }),
-    who.length ? s("text", { class: "node-holder", x: NODE_W - 8, y: 14, "text-anchor": "end" }, who.map((e) => nameOf(e)).join(", ")) : null);
+    }));
+    markHolder(g, others());
 
     if (readOnly) {
       g.addEventListener("click", () => select(id));
