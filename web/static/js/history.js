@@ -116,9 +116,14 @@ export function historyPanel({ app, c, id, readOnly, banner }) {
     detail.querySelector("button")?.focus();
   }
 
+  // Loads overlap (a save's push and a restore's answer each ask): only
+  // the newest request may draw, or an older answer would undo a newer one.
+  let loads = 0;
   async function load() {
+    const mine = ++loads;
     try {
       const r = await app.api.versions(id);
+      if (mine !== loads) return;
       names = r.people || {};
       newest = r.versions[0]?.version || 0;
       const rows = [];
