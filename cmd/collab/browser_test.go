@@ -268,10 +268,30 @@ func (p *page) text(sel string) string {
 	return p.str(fmt.Sprintf(`(document.querySelector(%q)||{}).textContent||""`, sel))
 }
 
+// waitText waits for the first element matching sel to contain substr; on
+// a timeout it says what the element held, which is what explains a failure.
 func (p *page) waitText(sel, substr string) {
 	p.e.t.Helper()
-	p.waitJS(fmt.Sprintf("%s to contain %q (has %q)", sel, substr, "…"),
-		fmt.Sprintf(`((document.querySelector(%q)||{}).textContent||"").includes(%q)`, sel, substr))
+	var last string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q)||{}).textContent||""`, sel)))
+		if err == nil {
+			last = got
+		}
+		cancel()
+		if err == nil && strings.Contains(last, substr) {
+			return
+		}
+		if time.Now().After(deadline) {
+			if len(last) > 600 {
+				last = last[:600] + "…"
+			}
+			p.e.t.Fatalf("timed out after 15s waiting for %s: %s to contain %q (has %q, err %v)", p.name, sel, substr, last, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (p *page) value(sel string) string {

@@ -368,7 +368,7 @@ func TestArchiveAllOrNothing(t *testing.T) {
 }
 
 // TestHistoryOverHTTP: history names people, versions can be read one by
-// one and labelled, and a restore is recorded on the version that saved it.
+// one and labelled, and a restore's answer names the version that saved it.
 func TestHistoryOverHTTP(t *testing.T) {
 	f := newFixture(t)
 	tok, _ := f.signer.Sign(auth.Claims{User: "ann", Name: "Ann Lee", Workspace: "w1", Role: auth.Editor}, time.Hour)
@@ -376,9 +376,11 @@ func TestHistoryOverHTTP(t *testing.T) {
 	_, c := f.do("POST", "/v1/campaigns", tok, `{"name":"Spring sale"}`)
 	id := c["id"].(string)
 	// A timer save of revs 1–7 (the restore's rev, from the fake restorer)
-	// lands before the restore's own save, which then finds nothing to do.
+	// lands before the restore's own save, which then finds nothing to do;
+	// the timer's save records the restore, as the flusher does from the
+	// draft log (TestRestoreVersion), and the answer names that version.
 	if _, err := f.st.SaveDraft(context.Background(), store.DraftSave{Workspace: "w1", ID: id, BaseVersion: 1, RevFrom: 1, Rev: 7,
-		Doc: json.RawMessage(`{"name":"Spring"}`), By: "ann", Authors: []string{"ann"}, Trigger: campaign.TriggerTimer}); err != nil {
+		Doc: json.RawMessage(`{"name":"Spring"}`), By: "ann", Authors: []string{"ann"}, Trigger: campaign.TriggerTimer, RestoredFrom: 1}); err != nil {
 		t.Fatal(err)
 	}
 	code, r := f.do("POST", "/v1/campaigns/"+id+"/versions/1/restore", tok, "")

@@ -316,17 +316,17 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, s.Log, err)
 		return
 	}
-	// Saved at once, so that history records a restore (trigger "restore")
-	// instead of whatever saves it next (a tab switch, the timer). The
-	// restore stands if this fails: the timer saves it later.
-	// Whichever save wrote it (this one, or a timer that got there first),
-	// the version that covers the restore's rev is marked as restoring v.
+	// Saved at once, so that history shows the restore now. The restore
+	// stands if this fails: the timer saves it later. Whichever save writes
+	// it (this one, or a timer that got there first), the restore travels
+	// in the draft log, so that save records it in the same write and every
+	// session's history, reloading on the save's push, reads it.
 	var saved int64
 	if s.Saver != nil {
 		if err := s.Saver.Save(r.Context(), c.Workspace, chi.URLParam(r, "id"), campaign.TriggerRestore); err != nil {
 			s.Log.Warn("save after restore", "campaign", chi.URLParam(r, "id"), "err", err)
-		} else if saved, err = s.Store.MarkRestored(r.Context(), c.Workspace, chi.URLParam(r, "id"), rev, v); err != nil {
-			s.Log.Warn("mark restore in history", "campaign", chi.URLParam(r, "id"), "err", err)
+		} else if now, err := s.Store.Campaign(r.Context(), c.Workspace, chi.URLParam(r, "id")); err == nil && now.Rev >= rev {
+			saved = now.Version
 		}
 	}
 	// A restore is not a room's commit: its name, if it brings one back, is

@@ -601,6 +601,13 @@ func TestRestoreVersion(t *testing.T) {
 			vs, _ := c.Store.Versions(context.Background(), "w1", id)
 			t.Fatalf("restored draft %s (versions %+v)", cp.Draft, vs)
 		}
+		// Whichever save covers the restore (here a manual one) records it,
+		// before its push: a history reloaded on the push reads it (bug: it
+		// was marked afterwards, by the restore's own request, and a page
+		// that reloaded on the push showed no restore).
+		if vs, _ := c.Store.Versions(context.Background(), "w1", id); vs[0].RestoredFrom != 1 || vs[0].Trigger != campaign.TriggerRestore {
+			t.Fatalf("the save of a restore is not recorded as one: %+v", vs[0])
+		}
 		if _, err := r.Restore(context.Background(), "w1", id, 2, "ann", "Ann"); err != nil {
 			t.Fatal(err)
 		}

@@ -204,7 +204,7 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 		}
 		at := time.Now()
 		v, err := f.store.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: id, BaseVersion: saved.Version,
-			RevFrom: saved.Rev + 1, Rev: d.Rev, Epoch: d.Epoch, Doc: doc, By: d.Last, Authors: d.Authors, Trigger: trigger, At: at})
+			RevFrom: saved.Rev + 1, Rev: d.Rev, Epoch: d.Epoch, Doc: doc, By: d.Last, Authors: d.Authors, Trigger: trigger, At: at, RestoredFrom: d.RestoredFrom})
 		if errors.Is(err, store.ErrEpochFenced) {
 			// Built in an epoch that ended while this flush was on its way
 			// (Redis lost history and a new epoch reuses these revs).

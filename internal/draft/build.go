@@ -19,6 +19,9 @@ type Draft struct {
 	// their first; Last is the newest entry's user.
 	Authors []string
 	Last    string
+	// RestoredFrom is the history version the newest restore after the
+	// saved rev brought back (0 when none): the save of this draft records it.
+	RestoredFrom int64
 	// FirstAt is when the oldest unsaved entry was made (zero when none).
 	FirstAt time.Time
 	// Epoch is the epoch Rev counts in, read with the log: a save of this
@@ -34,7 +37,8 @@ type Update struct {
 		User    string `json:"user"`
 		Session string `json:"session"`
 	} `json:"by"`
-	At int64 `json:"at"`
+	At       int64 `json:"at"`
+	Restored int64 `json:"restored"`
 }
 
 // DecodeUpdate parses an update message.
@@ -90,6 +94,9 @@ func (b *Buffer) Build(ctx context.Context, load func(context.Context) (*campaig
 			if !seen[u.By.User] {
 				seen[u.By.User] = true
 				d.Authors = append(d.Authors, u.By.User)
+			}
+			if u.Restored > 0 {
+				d.RestoredFrom = u.Restored
 			}
 			d.Last, d.Rev = u.By.User, e.Rev
 		}

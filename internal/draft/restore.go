@@ -65,7 +65,7 @@ func (r *Restorer) Restore(ctx context.Context, workspace, id string, v int64, u
 		}
 		opsJSON, _ := json.Marshal(ops)
 		session := randid.New("restore-")
-		prefix, suffix := protocol.Update{Campaign: id, Ops: opsJSON, By: protocol.Author{User: user, Name: name, Session: session}, At: time.Now()}.Frame()
+		prefix, suffix := protocol.Update{Campaign: id, Ops: opsJSON, By: protocol.Author{User: user, Name: name, Session: session}, At: time.Now(), Restored: v}.Frame()
 		writes := make([]bool, len(keys))
 		for i := range writes {
 			writes[i] = true

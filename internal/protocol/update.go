@@ -18,7 +18,7 @@ type Author struct {
 
 // Update is an accepted edit, as every other session receives it:
 //
-//	{"type":"update","campaign":C,"rev":N,"ops":[...],"by":{...}[,"id":I],"at":T}
+//	{"type":"update","campaign":C,"rev":N,"ops":[...][,"restored":V],"by":{...}[,"id":I],"at":T}
 //
 // The edit script assigns the rev, so an update is framed before its rev is
 // known: Frame returns the text before and after it, and Redis joins them.
@@ -30,6 +30,10 @@ type Update struct {
 	By       Author
 	ID       string    // the client's batch id, "" when none
 	At       time.Time // when the edit was sent to Redis
+	// Restored is the history version this edit brings back (0 for an
+	// ordinary edit). It travels with the edit in the log, so the save that
+	// covers it, whichever it is, records the restore in the same write.
+	Restored int64
 }
 
 var updatePrefix = []byte(`{"type":"update",`)
@@ -45,6 +49,10 @@ func (u Update) Frame() (prefix, suffix string) {
 	sb.Reset()
 	sb.WriteString(`,"ops":`)
 	sb.Write(u.Ops)
+	if u.Restored > 0 {
+		sb.WriteString(`,"restored":`)
+		sb.WriteString(strconv.FormatInt(u.Restored, 10))
+	}
 	sb.WriteString(`,"by":`)
 	by, _ := json.Marshal(u.By)
 	sb.Write(by)

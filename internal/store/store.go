@@ -47,11 +47,6 @@ type Campaigns interface {
 	Version(ctx context.Context, workspace, id string, version int64) (*campaign.Version, error)
 	// LabelVersion names a history entry ("" removes the name).
 	LabelVersion(ctx context.Context, workspace, id string, version int64, label string) error
-	// MarkRestored records that the saved version covering rev brought back
-	// version from: history then reads "restored from v5", whichever save
-	// (the restore's own, or a timer that got there first) wrote it. It
-	// returns that version, or 0 when no saved version covers rev yet.
-	MarkRestored(ctx context.Context, workspace, id string, rev, from int64) (version int64, err error)
 }
 
 // People remembers the display names the workspace's tokens carry, so that
@@ -84,6 +79,10 @@ type DraftSave struct {
 	Authors     []string
 	Trigger     campaign.Trigger
 	At          time.Time
+	// RestoredFrom is the history version a restore this save covers
+	// brought back: the version is recorded as that restore (trigger
+	// restore) in the same write, whichever save it is.
+	RestoredFrom int64
 }
 
 // Webhooks is the outbox half: endpoints per workspace, and the events the

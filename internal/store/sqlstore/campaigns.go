@@ -217,8 +217,12 @@ func (s *DB) SaveDraft(ctx context.Context, d store.DraftSave) (int64, error) {
 			d.ID, version, rev, d.BaseVersion, d.Rev)
 	}
 	v := d.BaseVersion + 1
+	trigger := d.Trigger
+	if d.RestoredFrom > 0 {
+		trigger = campaign.TriggerRestore
+	}
 	if err := insertVersion(ctx, tx, d.ID, campaign.Version{Version: v, RevFrom: d.RevFrom, Rev: d.Rev, At: at,
-		By: d.By, Authors: d.Authors, Trigger: d.Trigger, Doc: d.Doc}); err != nil {
+		By: d.By, Authors: d.Authors, Trigger: trigger, RestoredFrom: d.RestoredFrom, Doc: d.Doc}); err != nil {
 		return 0, s.wrap(op, err)
 	}
 	if err := saveSchedule(ctx, tx, d.Workspace, d.ID, d.Doc); err != nil {
@@ -295,8 +299,8 @@ func insertVersion(ctx context.Context, tx *sql.Tx, id string, v campaign.Versio
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO campaign_versions (campaign_id, version, rev_from, rev, doc, at, by, authors, trigger)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, id, v.Version, v.RevFrom, v.Rev, string(v.Doc), ms(v.At), v.By, string(authors), v.Trigger)
+	_, err = tx.ExecContext(ctx, `INSERT INTO campaign_versions (campaign_id, version, rev_from, rev, doc, at, by, authors, trigger, restored_from)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, id, v.Version, v.RevFrom, v.Rev, string(v.Doc), ms(v.At), v.By, string(authors), v.Trigger, v.RestoredFrom)
 	return err
 }
 
@@ -376,21 +380,6 @@ func (s *DB) LabelVersion(ctx context.Context, workspace, id string, version int
 		return errcode.New(errcode.NotFound, "campaign %s has no version %d", id, version)
 	}
 	return nil
-}
-
-// MarkRestored records a restore on the saved version that covers rev.
-func (s *DB) MarkRestored(ctx context.Context, workspace, id string, rev, from int64) (int64, error) {
-	op := fmt.Sprintf("mark the restore of version %d of %s", from, id)
-	if err := s.ownCampaign(ctx, workspace, id); err != nil {
-		return 0, err
-	}
-	var v int64
-	err := s.db.QueryRowContext(ctx, `UPDATE campaign_versions SET restored_from = $1, trigger = $2
-		WHERE campaign_id = $3 AND rev_from <= $4 AND rev >= $4 RETURNING version`, from, campaign.TriggerRestore, id, rev).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return v, s.wrap(op, err)
 }
 
 // SeePerson records a user's display name.

@@ -305,16 +305,13 @@ func testHistory(t *testing.T, s store.Store) {
 	if v, _ := s.Version(ctx, ws, c.ID, 2); v.Label != "Sent to legal" {
 		t.Fatalf("label not kept: %+v", v)
 	}
-	// A restore is recorded on the version that covers its rev, whatever
-	// trigger saved it; a rev no version covers yet marks nothing.
-	if v, err := s.MarkRestored(ctx, ws, c.ID, 4, 1); err != nil || v != 3 {
-		t.Fatalf("mark restored: %d %v", v, err)
-	}
-	if v, err := s.MarkRestored(ctx, ws, c.ID, 99, 1); err != nil || v != 0 {
-		t.Fatalf("mark a rev not saved yet: %d %v", v, err)
+	// A save that covers a restore records it, whatever trigger saved it.
+	if _, err := s.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: c.ID, BaseVersion: 3, RevFrom: 5, Rev: 6,
+		Doc: json.RawMessage(`{"name":"v2"}`), By: "u2", Trigger: campaign.TriggerTimer, RestoredFrom: 1}); err != nil {
+		t.Fatal(err)
 	}
 	list, _ = s.Versions(ctx, ws, c.ID)
-	if list[0].RestoredFrom != 1 || list[0].Trigger != campaign.TriggerRestore || list[1].Label != "Sent to legal" || list[1].RestoredFrom != 0 {
+	if list[0].Version != 4 || list[0].RestoredFrom != 1 || list[0].Trigger != campaign.TriggerRestore || list[1].RestoredFrom != 0 || list[2].Label != "Sent to legal" {
 		t.Fatalf("versions after label and restore: %+v", list)
 	}
 
