@@ -79,12 +79,15 @@ func (o *Options) defaults() {
 type Buffer struct {
 	rdb  redis.UniversalClient
 	opts Options
+	pipe *pipeline // the node's edit calls, every campaign's, in pipelines
 }
 
 // New returns a Buffer on rdb (a standalone or cluster client).
 func New(rdb redis.UniversalClient, opts Options) *Buffer {
 	opts.defaults()
-	return &Buffer{rdb: rdb, opts: opts}
+	b := &Buffer{rdb: rdb, opts: opts}
+	b.pipe = &pipeline{rdb: rdb, dirtyKey: b.DirtyKey()}
+	return b
 }
 
 // Options returns the options in force.

@@ -668,3 +668,138 @@ func TestCampaignKeysShareOneSlot(t *testing.T) {
 		t.Skip("no Redis Cluster: set " + testenv.ClusterVar + "=redis-cluster://h1:p1,h2:p2,h3:p3 to prove the hash tags (bash .ci/run starts one)")
 	}
 }
+
+// TestPipelineAcrossCampaigns: concurrent calls of many campaigns share
+// pipelines, every call gets its own answer, revs stay contiguous per
+// campaign, each campaign is marked dirty, and a Redis that lost the
+// script (SCRIPT FLUSH) mid-way still gets every call.
+func TestPipelineAcrossCampaigns(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		const campaigns, writers, edits = 20, 5, 20
+		heads := make([]Head, campaigns)
+		for i := range heads {
+			h, err := b.Open(ctx, "w1", fmt.Sprint("c", i), 0, "draft", noFence)
+			if err != nil {
+				t.Fatal(err)
+			}
+			heads[i] = h
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, campaigns*writers)
+		revs := make([][]int64, campaigns*writers)
+		for c := 0; c < campaigns; c++ {
+			for w := 0; w < writers; w++ {
+				wg.Add(1)
+				go func(c, w int) {
+					defer wg.Done()
+					id := fmt.Sprint("c", c)
+					for i := 0; i < edits; i++ {
+						if c == 0 && w == 0 && i == edits/2 {
+							b.rdb.ScriptFlush(ctx)
+						}
+						key := fmt.Sprintf("/w%d", w)
+						batch := Batch{Workspace: "w1", Campaign: id, Epoch: heads[c].Epoch, Base: 0, Session: fmt.Sprint("s", w), User: fmt.Sprint("u", w),
+							ID: fmt.Sprint("e", i), Keys: []string{key}, Writes: []bool{true}}
+						batch.Prefix, batch.Suffix = protocol.Update{Campaign: id, Ops: []byte(`[]`), At: time.Now()}.Frame()
+						r, err := b.Apply(ctx, batch)
+						if err != nil || r.Outcome != Accepted {
+							errs <- fmt.Errorf("%s writer %d edit %d: %+v %v", id, w, i, r, err)
+							return
+						}
+						revs[c*writers+w] = append(revs[c*writers+w], r.Rev)
+					}
+				}(c, w)
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for c := 0; c < campaigns; c++ {
+			seen := map[int64]bool{}
+			for w := 0; w < writers; w++ {
+				for _, r := range revs[c*writers+w] {
+					if seen[r] {
+						t.Fatalf("campaign %d: rev %d given twice", c, r)
+					}
+					seen[r] = true
+				}
+			}
+			for r := int64(1); r <= writers*edits; r++ {
+				if !seen[r] {
+					t.Fatalf("campaign %d: rev %d missing", c, r)
+				}
+			}
+			if _, err := b.rdb.ZScore(ctx, b.DirtyKey(), fmt.Sprint("c", c)).Result(); err != nil {
+				t.Fatalf("campaign %d not marked dirty: %v", c, err)
+			}
+		}
+		b.pipe.mu.Lock()
+		sent, left, running := b.pipe.sent, len(b.pipe.queue), b.pipe.running
+		b.pipe.mu.Unlock()
+		if calls := campaigns * writers * edits; sent >= calls || left != 0 || running != 0 {
+			t.Fatalf("%d calls in %d pipelines, %d left queued, %d still running", calls, sent, left, running)
+		}
+		t.Logf("%d calls in %d pipelines", campaigns*writers*edits, sent)
+	})
+}
+
+// TestPipelineWaitHonoursContext: a call queued behind pipelines in flight
+// leaves on its context and takes its place out of the queue; queued calls
+// run once a pipeline ends and hands on its lead.
+func TestPipelineWaitHonoursContext(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		e := open(t, b)
+		batch := func(sess string) Batch {
+			bt := Batch{Workspace: "w1", Campaign: "c1", Epoch: e.head.Epoch, Session: sess, User: sess, Keys: []string{"/" + sess}, Writes: []bool{true}}
+			bt.Prefix, bt.Suffix = protocol.Update{Campaign: "c1", Ops: []byte(`[]`), At: time.Now()}.Frame()
+			return bt
+		}
+		b.pipe.mu.Lock()
+		b.pipe.running = maxInFlight // as if that many were out, and stuck
+		b.pipe.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if _, err := b.Apply(ctx, batch("A")); err == nil || time.Since(start) > 2*time.Second {
+			t.Fatalf("a call behind stuck pipelines answered %v after %v", err, time.Since(start))
+		}
+		b.pipe.mu.Lock()
+		if len(b.pipe.queue) != 0 {
+			t.Fatalf("the abandoned call stayed queued: %d", len(b.pipe.queue))
+		}
+		b.pipe.mu.Unlock()
+
+		results := make(chan error, 2)
+		for _, s := range []string{"B", "C"} {
+			go func() {
+				r, err := b.Apply(context.Background(), batch(s))
+				if err == nil && r.Outcome != Accepted {
+					err = fmt.Errorf("%+v", r)
+				}
+				results <- err
+			}()
+		}
+		for queued := 0; queued < 2; {
+			time.Sleep(5 * time.Millisecond)
+			b.pipe.mu.Lock()
+			queued = len(b.pipe.queue)
+			b.pipe.mu.Unlock()
+		}
+		b.pipe.mu.Lock()
+		b.pipe.passLocked() // one stuck pipeline ends
+		b.pipe.mu.Unlock()
+		for i := 0; i < 2; i++ {
+			if err := <-results; err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.pipe.mu.Lock()
+		defer b.pipe.mu.Unlock()
+		if b.pipe.running != maxInFlight-1 || len(b.pipe.queue) != 0 {
+			t.Fatalf("after the queue ran: %d running, %d queued", b.pipe.running, len(b.pipe.queue))
+		}
+	})
+}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/collab-dev/collab/internal/randid"
-	"github.com/redis/go-redis/v9"
 )
 
 // Batch is one edit batch ready for the edit script: already validated
@@ -127,30 +126,16 @@ func (b *Buffer) applyOnce(ctx context.Context, batches []Batch, nonce string, d
 			args = append(args, key, w)
 		}
 	}
-	ks := []string{k.meta, k.paths, k.log, k.ids}
-	run := func(useSHA bool) (*redis.Cmd, error) {
-		var cmd *redis.Cmd
-		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			if useSHA {
-				cmd = editScript.EvalSha(ctx, p, ks, args...)
-			} else {
-				cmd = editScript.Eval(ctx, p, ks, args...)
-			}
-			if !check {
-				p.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(now), Member: first.Campaign})
-			}
-			return nil
-		})
-		return cmd, err
+	call := &editCall{keys: []string{k.meta, k.paths, k.log, k.ids}, args: args, campaign: first.Campaign, dirty: !check}
+	err := b.pipe.do(ctx, call)
+	if err == nil {
+		err = call.err
 	}
-	cmd, err := run(true)
-	if err != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd, err = run(false)
+	if err == nil {
+		err = call.cmd.Err()
 	}
+	cmd := call.cmd
 	if err != nil {
-		if cmd != nil && cmd.Err() != nil {
-			err = cmd.Err()
-		}
 		return nil, unavailable("apply edit to "+first.Campaign, err)
 	}
 	res, err := cmd.StringSlice()
