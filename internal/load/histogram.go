@@ -36,8 +36,10 @@ var log2Frac = func() (t [1024]float64) {
 func NewHistogram() *Histogram { return &Histogram{} }
 
 // bucket returns a duration's bucket and its microseconds (at least 1).
-func bucket(d time.Duration) (i int, us int64) {
-	us = max(d.Microseconds(), 1)
+func bucket(d time.Duration) (i int, us int64) { return bucketMicros(d.Microseconds()) }
+
+func bucketMicros(us int64) (int, int64) {
+	us = max(us, 1)
 	bits := math.Float64bits(float64(us))
 	log2 := float64(int(bits>>52)-1023) + log2Frac[bits>>42&1023]
 	return min(int(log2/log2Growth), histBuckets-1), us
@@ -105,8 +107,11 @@ type localHistogram struct {
 	max, n  int64
 }
 
-func (h *localHistogram) record(d time.Duration) {
-	i, us := bucket(d)
+func (h *localHistogram) record(d time.Duration) { h.recordMicros(d.Microseconds()) }
+
+// recordMicros adds one duration given in microseconds.
+func (h *localHistogram) recordMicros(us int64) {
+	i, us := bucketMicros(us)
 	h.buckets[i]++
 	h.n++
 	h.max = max(h.max, us)

@@ -68,4 +68,24 @@ func TestScanTail(t *testing.T) {
 	if _, id, user, ok := scanTail(protocol.Update{Campaign: "c_1", Ops: []byte(`[]`), By: by, At: time.Now()}.Encode(42)); !ok || id != nil || string(user) != "u7" {
 		t.Fatalf("an update without an id: %q %q %v", id, user, ok)
 	}
+	// What the scan cannot vouch for takes the full decode.
+	for _, msg := range []string{
+		`{"type":"update","campaign":"c_1","rev":4,"ops":[],"by":{"name":"n","session":"s","user":"u"},"id":"a\"b.12","at":5}`,
+		`{"type":"update","campaign":"c_1","rev":4,"ops":[],"by":{"name":"n","session":"s","user":"u\"v"},"at":5}`,
+		`{"type":"update","campaign":"c_1","rev":4,"ops":[],"by":{"name":"n","session":"s","user":"u"},"at":5,"x":1}`,
+		`{"type":"update","campaign":"c_1","rev":4,"ops":[],"by":{"name":"n","session":"s","user":"u"},"id":"i"}`,
+		`{"type":"update","campaign":"c_1","rev":4,"ops":[],"by":{"name":"n","session":"s"},"at":5}`,
+		`{"type":"update","campaign":"c_1","rev":4,"ops":[],"by":{"user":"u","x":"y"},"at":5}`,
+		`"user":"u"},"at":5}`,
+		`}`, ``,
+	} {
+		if rev, id, user, ok := scanTail([]byte(msg)); ok {
+			t.Errorf("scanned %s as rev %d id %q user %q", msg, rev, id, user)
+		}
+	}
+	for id, want := range map[string]int64{"w1.3.1700000000123456": 1700000000123456, "w1.": 0, "nodot": 0, "w.1x": 0, ".7": 7} {
+		if got := sentMicros([]byte(id)); got != want {
+			t.Errorf("sentMicros(%q) = %d, want %d", id, got, want)
+		}
+	}
 }

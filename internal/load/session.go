@@ -202,7 +202,7 @@ func (s *session) read() {
 // fan-out samples into the session's own histogram.
 func (s *session) frame(data []byte) {
 	r := s.r
-	now := time.Now()
+	nowUS := time.Now().UnixMicro()
 	measuring := r.measuring.Load()
 	var maxRev int64
 	for len(data) > 0 {
@@ -226,7 +226,7 @@ func (s *session) frame(data []byte) {
 			if s.fan == nil {
 				s.fan = &localHistogram{}
 			}
-			s.fan.record(now.Sub(time.UnixMicro(us)))
+			s.fan.recordMicros(nowUS - us)
 			s.fanN++
 		}
 	}
@@ -255,45 +255,56 @@ func scanTail(data []byte) (rev int64, id, user []byte, ok bool) {
 	if rev <= 0 {
 		return 0, nil, nil, false
 	}
-	var q [10]int
-	end := len(data)
-	for i := range q {
-		j := bytes.LastIndexByte(data[:end], '"')
-		if j < 0 {
-			break
+	// From the end: },"at":T} then ,"id":"I" when there is one, then
+	// "user":"U"} closing by. Each value is found by its opening quote, so
+	// a quote inside one (escaped) fails a key check: not ok.
+	j := len(data) - 1
+	if j < 0 || data[j] != '}' {
+		return 0, nil, nil, false
+	}
+	for j--; j >= 0 && data[j] >= '0' && data[j] <= '9'; j-- {
+	}
+	if j < 6 || string(data[j-5:j+1]) != `,"at":` {
+		return 0, nil, nil, false
+	}
+	j -= 6 // the end of the id's value, or of by
+	if data[j] == '"' {
+		k := bytes.LastIndexByte(data[:j], '"')
+		if k < 7 || string(data[k-6:k+1]) != `,"id":"` {
+			return 0, nil, nil, false
 		}
-		q[i], end = j, j
+		id = data[k+1 : j]
+		j = k - 7
 	}
-	// q[0..1] "at"; then either q[2..3] the id's value, q[4..5] "id", q[6..7]
-	// the user's value, q[8..9] "user"; or, without an id, q[2..3] the user's
-	// value and q[4..5] "user".
-	key := func(open, value int, k string) bool {
-		return open >= 0 && value > open && string(data[open:value+1]) == k
+	if j < 1 || data[j] != '}' || data[j-1] != '"' {
+		return 0, nil, nil, false
 	}
-	switch {
-	case q[9] > 0 && key(q[5], q[3], `"id":"`) && key(q[9], q[7], `"user":"`):
-		return rev, data[q[3]+1 : q[2]], data[q[7]+1 : q[6]], true
-	case q[5] > 0 && key(q[5], q[3], `"user":"`):
-		return rev, nil, data[q[3]+1 : q[2]], true
+	k := bytes.LastIndexByte(data[:j-1], '"')
+	if k < 7 || string(data[k-7:k+1]) != `"user":"` {
+		return 0, nil, nil, false
 	}
-	return 0, nil, nil, false
+	return rev, id, data[k+1 : j-1], true
 }
 
 // sentMicros reads the send time a bench batch id carries (".<unix µs>" at
 // its end; 0 when there is none).
 func sentMicros(id []byte) int64 {
-	d := bytes.LastIndexByte(id, '.')
-	if d < 0 {
-		return 0
-	}
-	var us int64
-	for _, c := range id[d+1:] {
-		if c < '0' || c > '9' {
+	var us, scale int64 = 0, 1
+	for j := len(id) - 1; j >= 0; j-- {
+		c := id[j]
+		switch {
+		case c == '.':
+			if scale == 1 {
+				return 0
+			}
+			return us
+		case c < '0' || c > '9' || scale > 1e17:
 			return 0
 		}
-		us = us*10 + int64(c-'0')
+		us += int64(c-'0') * scale
+		scale *= 10
 	}
-	return us
+	return 0
 }
 
 // resend sends every unanswered batch again, in order, with its own id: the
