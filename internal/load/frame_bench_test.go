@@ -17,7 +17,7 @@ func BenchmarkFrame(b *testing.B) {
 	for i := 0; i < 50; i++ {
 		by := protocol.Author{Name: fmt.Sprint("Writer ", i), Session: fmt.Sprint("s_", i), User: fmt.Sprint("bench-w", i)}
 		parts = append(parts, protocol.Update{Campaign: "c_1", Ops: []byte(fmt.Sprintf(`[{"op":"replace","path":"/fields/w%d/label","value":"v12345"}]`, i)), By: by,
-			ID: fmt.Sprintf("w%d.%d.%d", i, i, time.Now().UnixMicro()), At: time.Now()}.Encode(int64(1000 + i)))
+			ID: fmt.Sprintf("w%d.%d.%d", i, i, time.Now().UnixMicro()), At: time.Now()}.Encode(int64(1000+i)))
 	}
 	frame := bytes.Join(parts, []byte("\n"))
 	r := &Runner{}
