@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/collab-dev/collab/internal/errcode"
 )
@@ -77,6 +78,9 @@ func (d Document) ConflictKey(p Pointer) Pointer {
 }
 
 func decodeValue(raw []byte) (any, error) {
+	if v, ok := decodeScalar(raw); ok {
+		return v, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -87,6 +91,76 @@ func decodeValue(raw []byte) (any, error) {
 		return nil, errTrailing
 	}
 	return v, nil
+}
+
+// decodeScalar decodes the values most edits carry (a string without
+// escapes, a number, true, false, null) exactly as decodeValue's decoder
+// would, without one: its read buffer costs about 2 KiB per value, and an
+// edit's value is decoded on every node that applies it. Anything else is
+// not ok and takes the decoder.
+func decodeScalar(raw []byte) (any, bool) {
+	switch string(raw) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	case "null":
+		return nil, true
+	}
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
+		body := raw[1 : n-1]
+		for _, c := range body {
+			if c == '"' || c == '\\' || c < 0x20 {
+				return nil, false
+			}
+		}
+		// The decoder replaces invalid UTF-8; leave that to it.
+		if !utf8.Valid(body) {
+			return nil, false
+		}
+		return string(body), true
+	}
+	if isNumber(raw) {
+		return json.Number(raw), true
+	}
+	return nil, false
+}
+
+// isNumber reports whether b is exactly one JSON number (RFC 8259 section 6).
+func isNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(b)
 }
 
 type trailingError struct{}

@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -105,6 +106,30 @@ func FuzzOverlaps(f *testing.F) {
 		}
 		if Overlaps(p, q) && !Overlaps(kp, kq) {
 			t.Fatalf("%q and %q overlap but their conflict keys %q and %q do not", a, b, kp.String(), kq.String())
+		}
+	})
+}
+
+// FuzzDecodeScalar: the decoder-free path for scalar values decodes exactly
+// what the JSON decoder does, and leaves to it whatever it cannot vouch for.
+func FuzzDecodeScalar(f *testing.F) {
+	for _, s := range []string{`"abc"`, `""`, `"é"`, `"a\"b"`, `"a\\b"`, "\"\x01\"", "\"\xff\"", `0`, `-0`, `01`, `1.`, `1.5e+10`, `-2E-3`, `1e`,
+		`12345678901234567890123`, `true`, `false`, `null`, `nul`, ` 5`, `5 `, `5 6`, `"a" `, `{}`, `[]`, `-`, `.5`, `+1`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fast, ok := decodeScalar(raw)
+		if !ok {
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var want any
+		if err := dec.Decode(&want); err != nil || dec.More() {
+			t.Fatalf("%q: the fast path took a value the decoder refuses (%v)", raw, err)
+		}
+		if fast != want {
+			t.Fatalf("%q: fast path %#v, decoder %#v", raw, fast, want)
 		}
 	})
 }

@@ -251,3 +251,35 @@ func TestSizeDeltaEdges(t *testing.T) {
 		}
 	}
 }
+
+// The decoder-free path takes the scalars edits carry, and leaves the rest
+// to the decoder (which refuses what is not one JSON value).
+func TestDecodeScalar(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want any
+		ok   bool
+	}{
+		{`"Spring sale"`, "Spring sale", true},
+		{`""`, "", true},
+		{`"é"`, "é", true},
+		{`42`, json.Number("42"), true},
+		{`-1.5e+3`, json.Number("-1.5e+3"), true},
+		{`true`, true, true},
+		{`null`, nil, true},
+		{`"a\"b"`, nil, false},   // escapes: the decoder
+		{"\"\xff\"", nil, false}, // invalid UTF-8: the decoder's replacement
+		{`01`, nil, false},
+		{`1.`, nil, false},
+		{` 5`, nil, false},
+		{`{"a":1}`, nil, false},
+	} {
+		got, ok := decodeScalar([]byte(tc.raw))
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("decodeScalar(%s) = %#v, %v; want %#v, %v", tc.raw, got, ok, tc.want, tc.ok)
+		}
+	}
+	if _, err := decodeValue([]byte(`01`)); err == nil {
+		t.Fatal("01 decoded")
+	}
+}
