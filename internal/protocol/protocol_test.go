@@ -256,3 +256,14 @@ func TestFrameRev(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeRequest: one edit request as the browser sends it.
+func BenchmarkDecodeRequest(b *testing.B) {
+	frame := []byte(`{"type":"edit","campaign":"c_0123456789","ref":"r-42","base":1234,"id":"w1.42.1733150000123456","ops":[{"op":"replace","path":"/fields/w1/label","value":"Spring sale 42"}]}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := DecodeRequest(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
