@@ -310,12 +310,23 @@ func entries(msgs []redis.XMessage) []Entry {
 // the log below it (keeping the newest Options.Keep entries).
 func (b *Buffer) Flushed(ctx context.Context, campaign string, rev int64) (Head, error) {
 	k := b.keys(campaign)
-	res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids}, rev, b.opts.Keep).StringSlice()
-	if err != nil {
-		return Head{}, unavailable("record flush of "+campaign, err)
+	for {
+		res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids}, rev, b.opts.Keep, trimChunk).StringSlice()
+		if err == nil && len(res) < 4 {
+			err = errors.New("short reply")
+		}
+		if err != nil {
+			return Head{}, unavailable("record flush of "+campaign, err)
+		}
+		if res[3] != "1" {
+			return Head{Rev: atoi(res[0]), Flushed: atoi(res[1]), Floor: atoi(res[2])}, nil
+		}
 	}
-	return Head{Rev: atoi(res[0]), Flushed: atoi(res[1]), Floor: atoi(res[2])}, nil
 }
+
+// trimChunk bounds the log entries one call of the flushed script trims:
+// a few milliseconds of Redis's time at most, during which nothing else runs.
+const trimChunk = 128
 
 // Redis returns the client, for callers that share it (health checks).
 func (b *Buffer) Redis() redis.UniversalClient { return b.rdb }

@@ -191,6 +191,40 @@ func TestLogAndTrim(t *testing.T) {
 	})
 }
 
+// TestTrimInChunks: a flush of more entries than one call of the trim
+// takes (trimChunk) still trims them all, and their batch ids with them,
+// so that Redis is never held for the whole backlog at once.
+func TestTrimInChunks(t *testing.T) {
+	forEachRedis(t, Options{Keep: 10}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		e := open(t, b)
+		n := int64(2*trimChunk + 37)
+		for i := int64(1); i <= n; i++ {
+			want(t, e.edit("A", i-1, fmt.Sprint("id", i), "/k"), Accepted, i)
+		}
+		// One call trims one chunk, and says more is left.
+		k := b.keys("c1")
+		res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids}, n, 10, trimChunk).StringSlice()
+		if err != nil || res[2] != fmt.Sprint(trimChunk) || res[3] != "1" {
+			t.Fatalf("one call of the trim: %v %v", res, err)
+		}
+		if l, _ := b.rdb.XLen(ctx, k.log).Result(); l != n-trimChunk {
+			t.Fatalf("one call left %d of %d entries", l, n)
+		}
+		h, err := b.Flushed(ctx, "c1", n)
+		if err != nil || h.Floor != n-10 || h.Flushed != n {
+			t.Fatalf("flushed: %+v %v", h, err)
+		}
+		log, _ := b.Log(ctx, "c1", 0, -1)
+		if len(log) != 10 || log[0].Rev != n-9 {
+			t.Fatalf("after trim: %d entries from rev %d", len(log), log[0].Rev)
+		}
+		if ids, _ := b.rdb.HLen(ctx, b.keys("c1").ids).Result(); ids != 10 {
+			t.Fatalf("%d batch ids kept for 10 entries", ids)
+		}
+	})
+}
+
 func TestEpochs(t *testing.T) {
 	forEachRedis(t, Options{MaxLog: 3}, func(t *testing.T, b *Buffer) {
 		ctx := context.Background()
