@@ -93,11 +93,11 @@ func New(rdb redis.UniversalClient, opts Options) *Buffer {
 // Options returns the options in force.
 func (b *Buffer) Options() Options { return b.opts }
 
-type keys struct{ meta, paths, log, ids, presence, presenceData, lease, staged, channel string }
+type keys struct{ meta, paths, log, ids, idlog, presence, presenceData, lease, staged, channel string }
 
 func (b *Buffer) keys(campaign string) keys {
 	p := b.opts.Prefix + ":{" + campaign + "}:"
-	return keys{meta: p + "meta", paths: p + "paths", log: p + "log", ids: p + "ids",
+	return keys{meta: p + "meta", paths: p + "paths", log: p + "log", ids: p + "ids", idlog: p + "idlog",
 		presence: p + "presence", presenceData: p + "presence:data", lease: p + "lease",
 		staged: p + "staged", channel: p + "events"}
 }
@@ -132,7 +132,7 @@ type Head struct {
 // the caller read it, and the caller reads it again and reopens.
 func (b *Buffer) Open(ctx context.Context, workspace, campaign string, savedRev int64, status string, fence func(ctx context.Context, epoch string) error) (Head, error) {
 	k := b.keys(campaign)
-	res, err := openScript.Run(ctx, b.rdb, []string{k.meta, k.paths, k.log, k.ids},
+	res, err := openScript.Run(ctx, b.rdb, []string{k.meta, k.paths, k.log, k.ids, k.idlog},
 		savedRev, randid.New(""), workspace, status).StringSlice()
 	if err != nil {
 		return Head{}, unavailable("open draft of "+campaign, err)
@@ -311,7 +311,7 @@ func entries(msgs []redis.XMessage) []Entry {
 func (b *Buffer) Flushed(ctx context.Context, campaign string, rev int64) (Head, error) {
 	k := b.keys(campaign)
 	for {
-		res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids}, rev, b.opts.Keep, trimChunk).StringSlice()
+		res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids, k.idlog}, rev, b.opts.Keep, trimChunk).StringSlice()
 		if err == nil && len(res) < 4 {
 			err = errors.New("short reply")
 		}

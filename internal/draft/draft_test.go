@@ -204,7 +204,7 @@ func TestTrimInChunks(t *testing.T) {
 		}
 		// One call trims one chunk, and says more is left.
 		k := b.keys("c1")
-		res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids}, n, 10, trimChunk).StringSlice()
+		res, err := flushedScript.Run(ctx, b.rdb, []string{k.meta, k.log, k.ids, k.idlog}, n, 10, trimChunk).StringSlice()
 		if err != nil || res[2] != fmt.Sprint(trimChunk) || res[3] != "1" {
 			t.Fatalf("one call of the trim: %v %v", res, err)
 		}
@@ -219,8 +219,24 @@ func TestTrimInChunks(t *testing.T) {
 		if len(log) != 10 || log[0].Rev != n-9 {
 			t.Fatalf("after trim: %d entries from rev %d", len(log), log[0].Rev)
 		}
-		if ids, _ := b.rdb.HLen(ctx, b.keys("c1").ids).Result(); ids != 10 {
+		if ids, _ := b.rdb.HLen(ctx, k.ids).Result(); ids != 10 {
 			t.Fatalf("%d batch ids kept for 10 entries", ids)
+		}
+		if l, _ := b.rdb.LLen(ctx, k.idlog).Result(); l != 10 {
+			t.Fatalf("the id list holds %d for 10 entries", l)
+		}
+
+		// A log written before the id list existed is trimmed by reading
+		// its entries' ids.
+		for i := n + 1; i <= n+300; i++ {
+			want(t, e.edit("A", i-1, fmt.Sprint("id", i), "/k"), Accepted, i)
+		}
+		b.rdb.Del(ctx, k.idlog)
+		if _, err := b.Flushed(ctx, "c1", n+300); err != nil {
+			t.Fatal(err)
+		}
+		if ids, _ := b.rdb.HLen(ctx, k.ids).Result(); ids != 10 {
+			t.Fatalf("without the id list: %d batch ids kept for 10 entries", ids)
 		}
 	})
 }

@@ -126,7 +126,7 @@ func (b *Buffer) applyOnce(ctx context.Context, batches []Batch, nonce string, d
 			args = append(args, key, w)
 		}
 	}
-	call := &editCall{keys: []string{k.meta, k.paths, k.log, k.ids}, args: args, campaign: first.Campaign, dirty: !check}
+	call := &editCall{keys: []string{k.meta, k.paths, k.log, k.ids, k.idlog}, args: args, campaign: first.Campaign, dirty: !check}
 	err := b.pipe.do(ctx, call)
 	if err == nil {
 		err = call.err

@@ -2,7 +2,8 @@
 -- of order. Several sessions' batches to one campaign go in one call (group
 -- commit); each is checked against the state the ones before it left, so
 -- first-writer-wins holds batch by batch exactly as if they came one by one.
--- KEYS: 1 meta, 2 paths, 3 log, 4 ids
+-- KEYS: 1 meta, 2 paths, 3 log, 4 ids, 5 idlog (the ids in rev order, "rev id", so
+--       that trimming the log never reads its entries)
 -- ARGV: 1 epoch, 2 now (ms), 3 channel, 4 max log length ("check": only
 --       report conflicts, apply nothing, answer 'valid' when there are
 --       none), 5 origin (the calling node's tag), then per batch: base, session, dedup key (user NUL batch id,
@@ -97,7 +98,7 @@ local function answer(status, r, extra)
   for _, x in ipairs(extra) do out[#out + 1] = x end
 end
 
-local published = {}
+local published, idlog = {}, {}
 local i = 6
 while i <= #ARGV do
   local base, sess, dedup = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
@@ -182,7 +183,10 @@ while i <= #ARGV do
       end
       local entry = prefix .. rev .. suffix
       redis.call('XADD', KEYS[3], rev .. '-1', 'u', entry, 't', ARGV[2], 'k', dedup)
-      if dedup ~= '' then redis.call('HSET', KEYS[4], dedup, rev .. ' ' .. nonce) end
+      if dedup ~= '' then
+        redis.call('HSET', KEYS[4], dedup, rev .. ' ' .. nonce)
+        idlog[#idlog + 1] = rev .. ' ' .. dedup
+      end
       published[#published + 1] = entry
       answer('ok', rev, {})
     end
@@ -198,6 +202,9 @@ for i = 1, #set, 1000 do
   redis.call('HSET', KEYS[2], unpack(set, i, math.min(i + 999, #set)))
 end
 if rev ~= tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'rev', rev) end
+for i = 1, #idlog, 1000 do
+  redis.call('RPUSH', KEYS[5], unpack(idlog, i, math.min(i + 999, #idlog)))
+end
 if #published > 0 then
   redis.call('PUBLISH', ARGV[3], '@' .. ARGV[5] .. '\n' .. table.concat(published, '\n'))
 end

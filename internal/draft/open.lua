@@ -22,7 +22,7 @@ if ok and type(info) == 'string' then run = string.match(info, 'run_id:(%w+)') o
 local m = redis.call('HMGET', KEYS[1], 'rev', 'run', 'flushed')
 local created = 0
 if (not m[1]) or tonumber(m[1]) < tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
   redis.call('HSET', KEYS[1], 'rev', ARGV[1], 'epoch', ARGV[2], 'floor', ARGV[1],
     'flushed', ARGV[1], 'ws', ARGV[3], 'status', ARGV[4], 'run', run, 'start', ARGV[1], 'fence', 'pending')
   created = 1
