@@ -98,7 +98,40 @@ local function answer(status, r, extra)
   for _, x in ipairs(extra) do out[#out + 1] = x end
 end
 
-local published, idlog = {}, {}
+-- One pass ahead reads what every batch needs in two calls, one HMGET of
+-- the batch ids and one of the paths fields: each redis.call costs a few
+-- microseconds whatever it reads, and a group commit carries up to 128
+-- batches. The batches are then decided one by one on the cached values,
+-- each seeing what the ones before it wrote (vals, seen); the writes go out
+-- in one HSET each at the end.
+local seen, ids, fields = {}, {}, {}
+do
+  local j = 6
+  while j <= #ARGV do
+    local dedup, n = ARGV[j + 2], tonumber(ARGV[j + 6])
+    if dedup ~= '' and seen[dedup] == nil then
+      seen[dedup] = false
+      ids[#ids + 1] = dedup
+    end
+    for k = j + 7, j + 6 + 2 * n, 2 do
+      local key = ARGV[k]
+      fields[#fields + 1] = 's' .. key
+      fields[#fields + 1] = 'a' .. key
+      for _, q in ipairs(ancestors(key)) do
+        fields[#fields + 1] = 'a' .. q
+        fields[#fields + 1] = 's' .. q
+      end
+    end
+    j = j + 7 + 2 * n
+  end
+  for c = 1, #ids, 1000 do
+    local got = redis.call('HMGET', KEYS[4], unpack(ids, c, math.min(c + 999, #ids)))
+    for n = c, math.min(c + 999, #ids) do seen[ids[n]] = got[n - c + 1] or false end
+  end
+  load(fields)
+end
+
+local published, idlog, newids = {}, {}, {}
 local i = 6
 while i <= #ARGV do
   local base, sess, dedup = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
@@ -117,7 +150,7 @@ while i <= #ARGV do
   end
 
   local prev = false
-  if dedup ~= '' then prev = redis.call('HGET', KEYS[4], dedup) end
+  if dedup ~= '' then prev = seen[dedup] end
   if prev then
     local r, nn = string.match(prev, '^(%d+) ?(.*)$')
     answer('dup', r, {nn})
@@ -184,7 +217,9 @@ while i <= #ARGV do
       local entry = prefix .. rev .. suffix
       redis.call('XADD', KEYS[3], rev .. '-1', 'u', entry, 't', ARGV[2], 'k', dedup)
       if dedup ~= '' then
-        redis.call('HSET', KEYS[4], dedup, rev .. ' ' .. nonce)
+        seen[dedup] = rev .. ' ' .. nonce
+        newids[#newids + 1] = dedup
+        newids[#newids + 1] = seen[dedup]
         idlog[#idlog + 1] = rev .. ' ' .. dedup
       end
       published[#published + 1] = entry
@@ -202,6 +237,9 @@ for i = 1, #set, 1000 do
   redis.call('HSET', KEYS[2], unpack(set, i, math.min(i + 999, #set)))
 end
 if rev ~= tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'rev', rev) end
+for i = 1, #newids, 1000 do
+  redis.call('HSET', KEYS[4], unpack(newids, i, math.min(i + 999, #newids)))
+end
 for i = 1, #idlog, 1000 do
   redis.call('RPUSH', KEYS[5], unpack(idlog, i, math.min(i + 999, #idlog)))
 end
