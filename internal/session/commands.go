@@ -153,6 +153,8 @@ func (s *Session) edit(req *protocol.Request) error {
 	if err != nil {
 		return err
 	}
+	s.editing.Store(true)
 	_, err = m.room.edit(s.ctx, m, req, ops, *req.Base, id)
+	s.editing.Store(false)
 	return err
 }
