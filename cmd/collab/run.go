@@ -110,6 +110,7 @@ type server struct {
 	http      *http.Server
 	hub       *session.Hub
 	flusher   *autosave.Flusher
+	names     *people.Recorder
 	stopRun   context.CancelFunc
 	runDone   chan struct{}
 	bus       *draft.Bus
@@ -197,8 +198,8 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		buf.Options().PresenceTTL, log.With("subsystem", "session"))
 	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
 	s.hub.SetSaver(s.flusher)
-	names := people.NewRecorder(s.store, log.With("subsystem", "people"))
-	s.hub.SetPeople(names)
+	s.names = people.NewRecorder(s.store, log.With("subsystem", "people"))
+	s.hub.SetPeople(s.names)
 	(&commands.Autosave{Flusher: s.flusher, Publisher: s.store, Staging: buf, Limits: campaign.DefaultLimits,
 		Log: log.With("subsystem", "autosave")}).Register(s.hub)
 	run := runner.New(s.store, log.With("subsystem", "audience"))
@@ -239,7 +240,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 	handler := api.New(api.Deps{
 		DevWorkspace: devWorkspace,
 		Store:        s.store, Signer: s.signer, Status: buf, Sessions: s.hub, Web: web.Handler(),
-		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher, People: names, Feed: s.hub, Catalog: catalog,
+		Restorer: &draft.Restorer{Drafts: buf, Store: s.store}, Saver: s.flusher, People: s.names, Feed: s.hub, Catalog: catalog,
 		Limits: campaign.DefaultLimits, Log: log.With("subsystem", "api"),
 		Ready: []api.Checker{
 			{Name: "redis", Check: func(context.Context) error { return mon.Err("redis") }},
@@ -297,6 +298,7 @@ func (s *server) shutdown(timeout time.Duration) error {
 	if err := s.flusher.FlushAll(flushCtx, campaign.TriggerShutdown, rooms...); err != nil {
 		errs = append(errs, fmt.Errorf("final autosave: %w", err))
 	}
+	s.names.Wait() // the names being written use the store
 	s.closeBackends()
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)

@@ -240,10 +240,11 @@ func (h *Hub) heartbeats() {
 	}
 }
 
-// People records the display names sessions authenticate with;
+// People records the display names sessions authenticate with, beside the
+// session (a hello must not wait on the store, nor keep its call stack);
 // *people.Recorder implements it.
 type People interface {
-	Seen(ctx context.Context, workspace, user, name string)
+	SeenSoon(ctx context.Context, workspace, user, name string)
 }
 
 // SetPeople installs the name recorder (nil: names are not recorded).

@@ -228,7 +228,7 @@ func (s *Session) welcome(req *protocol.Request) {
 	c := s.claims
 	s.Send(protocol.Encode(ref, protocol.Welcome{User: c.User, Name: c.Name, Workspace: c.Workspace, Role: string(c.Role), Session: s.id}))
 	if s.hub.people != nil {
-		s.hub.people.Seen(s.ctx, c.Workspace, c.User, c.Name)
+		s.hub.people.SeenSoon(s.ctx, c.Workspace, c.User, c.Name)
 	}
 }
 
