@@ -37,9 +37,10 @@ type Restorer interface {
 	Restore(ctx context.Context, workspace, id string, version int64, user, name string) (rev int64, err error)
 }
 
-// Saver flushes a campaign's draft at once; autosave provides it.
+// Saver flushes a campaign's draft at once and says which saved version
+// holds it; autosave provides it.
 type Saver interface {
-	Save(ctx context.Context, workspace, id string, trigger campaign.Trigger) error
+	Save(ctx context.Context, workspace, id string, trigger campaign.Trigger) (version int64, err error)
 }
 
 // Feed announces changes to a workspace's campaign list to the sessions

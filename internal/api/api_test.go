@@ -38,14 +38,25 @@ func (s *statusLog) SetStatus(_ context.Context, id, status string) error {
 	return nil
 }
 
+// fakeSaver records saves; when it has a store, it answers the version
+// that holds the draft there, as the flusher does when a save finds
+// nothing left to write.
 type fakeSaver struct {
 	saves []string
 	err   error
+	st    store.Store
 }
 
-func (f *fakeSaver) Save(_ context.Context, ws, id string, trigger campaign.Trigger) error {
+func (f *fakeSaver) Save(ctx context.Context, ws, id string, trigger campaign.Trigger) (int64, error) {
 	f.saves = append(f.saves, id+":"+string(trigger))
-	return f.err
+	if f.err != nil || f.st == nil {
+		return 0, f.err
+	}
+	c, err := f.st.Campaign(ctx, ws, id)
+	if err != nil {
+		return 0, err
+	}
+	return c.Version, nil
 }
 
 type fakeRestorer struct{ got string }
@@ -76,7 +87,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	signer, _ := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
-	f := &fixture{st: st, t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}, saver: &fakeSaver{}}
+	f := &fixture{st: st, t: t, signer: signer, status: &statusLog{}, restorer: &fakeRestorer{}, saver: &fakeSaver{st: st}}
 	h := New(Deps{Store: st, Signer: signer, People: people.NewRecorder(st, slog.Default()), Catalog: runner.NewCatalog(st), Status: f.status, Restorer: f.restorer, Saver: f.saver, Limits: campaign.Limits{MaxDocBytes: 1024},
 		Ready: []Checker{{Name: "store", Check: st.Ping}, {Name: "fake", Check: func(context.Context) error { return f.ready }}}})
 	f.srv = httptest.NewServer(h)

@@ -164,7 +164,7 @@ func (s *server) applyTransition(ctx context.Context, ws, id string, a campaign.
 	}
 	cp, err := func() (*campaign.Campaign, error) {
 		if s.Saver != nil {
-			if err := s.Saver.Save(ctx, ws, id, campaign.TriggerArchive); err != nil {
+			if _, err := s.Saver.Save(ctx, ws, id, campaign.TriggerArchive); err != nil {
 				return nil, fmt.Errorf("archive campaign %s: save the draft first: %w", id, err)
 			}
 		}
@@ -323,10 +323,8 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request) {
 	// session's history, reloading on the save's push, reads it.
 	var saved int64
 	if s.Saver != nil {
-		if err := s.Saver.Save(r.Context(), c.Workspace, chi.URLParam(r, "id"), campaign.TriggerRestore); err != nil {
+		if saved, err = s.Saver.Save(r.Context(), c.Workspace, chi.URLParam(r, "id"), campaign.TriggerRestore); err != nil {
 			s.Log.Warn("save after restore", "campaign", chi.URLParam(r, "id"), "err", err)
-		} else if now, err := s.Store.Campaign(r.Context(), c.Workspace, chi.URLParam(r, "id")); err == nil && now.Rev >= rev {
-			saved = now.Version
 		}
 	}
 	// A restore is not a room's commit: its name, if it brings one back, is
@@ -357,7 +355,7 @@ func (s *server) launchProblems(ctx context.Context, ws, id string) ([]launch.Pr
 		return nil, nil // the transition answers: only a draft launches
 	}
 	if s.Saver != nil {
-		if err := s.Saver.Save(ctx, ws, id, campaign.TriggerManual); err != nil {
+		if _, err := s.Saver.Save(ctx, ws, id, campaign.TriggerManual); err != nil {
 			return nil, err
 		}
 	}

@@ -114,10 +114,11 @@ type Result struct {
 var ErrBusy = errors.New("another node is flushing this campaign")
 
 // Save flushes a campaign at once (session.Saver): it waits for a flush
-// another node is running, then saves whatever that one did not.
-func (f *Flusher) Save(ctx context.Context, workspace, id string, trigger campaign.Trigger) error {
-	_, err := f.Flush(ctx, id, trigger, true)
-	return err
+// another node is running, then saves whatever that one did not. It
+// returns the saved version that holds the draft as it was when Save began.
+func (f *Flusher) Save(ctx context.Context, workspace, id string, trigger campaign.Trigger) (int64, error) {
+	res, err := f.Flush(ctx, id, trigger, true)
+	return res.Version, err
 }
 
 // Flush saves the campaign's working draft when it holds edits the store

@@ -127,18 +127,10 @@ func (b *Buffer) applyOnce(ctx context.Context, batches []Batch, nonce string, d
 		}
 	}
 	call := &editCall{keys: []string{k.meta, k.paths, k.log, k.ids, k.idlog}, args: args, campaign: first.Campaign, dirty: !check}
-	err := b.pipe.do(ctx, call)
-	if err == nil {
-		err = call.err
-	}
-	if err == nil {
-		err = call.cmd.Err()
-	}
-	cmd := call.cmd
-	if err != nil {
+	if err := b.pipe.do(ctx, call); err != nil {
 		return nil, unavailable("apply edit to "+first.Campaign, err)
 	}
-	res, err := cmd.StringSlice()
+	res, err := call.cmd.StringSlice()
 	if err != nil || len(res) < 3 {
 		return nil, unavailable("apply edit to "+first.Campaign, errors.Join(err, errors.New("short reply")))
 	}

@@ -103,8 +103,9 @@ end
 -- microseconds whatever it reads, and a group commit carries up to 128
 -- batches. The batches are then decided one by one on the cached values,
 -- each seeing what the ones before it wrote (vals, seen); the writes go out
--- in one HSET each at the end.
-local seen, ids, fields = {}, {}, {}
+-- in one HSET each at the end. ancOf keeps each key's ancestors, computed
+-- once per call.
+local seen, ids, fields, ancOf = {}, {}, {}, {}
 do
   local j = 6
   while j <= #ARGV do
@@ -115,11 +116,14 @@ do
     end
     for k = j + 7, j + 6 + 2 * n, 2 do
       local key = ARGV[k]
-      fields[#fields + 1] = 's' .. key
-      fields[#fields + 1] = 'a' .. key
-      for _, q in ipairs(ancestors(key)) do
-        fields[#fields + 1] = 'a' .. q
-        fields[#fields + 1] = 's' .. q
+      if not ancOf[key] then
+        ancOf[key] = ancestors(key)
+        fields[#fields + 1] = 's' .. key
+        fields[#fields + 1] = 'a' .. key
+        for _, q in ipairs(ancOf[key]) do
+          fields[#fields + 1] = 'a' .. q
+          fields[#fields + 1] = 's' .. q
+        end
       end
     end
     j = j + 7 + 2 * n
@@ -164,14 +168,7 @@ while i <= #ARGV do
     local ops = {}
     for k = first, first + 2 * n - 1, 2 do
       local key = ARGV[k]
-      local op = {key = key, write = ARGV[k + 1] == 'w', anc = ancestors(key)}
-      local fields = {'s' .. key, 'a' .. key}
-      for _, q in ipairs(op.anc) do
-        fields[#fields + 1] = 'a' .. q
-        fields[#fields + 1] = 's' .. q
-      end
-      load(fields)
-      ops[#ops + 1] = op
+      ops[#ops + 1] = {key = key, write = ARGV[k + 1] == 'w', anc = ancOf[key]}
     end
     local conflicts = {}
     for _, op in ipairs(ops) do

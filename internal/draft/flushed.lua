@@ -38,7 +38,8 @@ if minid > floor then
       n = n + 1
       ids[n] = id
       if n == chunk and r < minid then
-        last, more = r, '1'
+        -- (an id of a rev trimmed already may sit at the list's head)
+        last, more = math.max(r, floor), '1'
       end
     end
     redis.call('LTRIM', KEYS[4], n, -1)

@@ -18,7 +18,7 @@ type editCall struct {
 
 	ctx    context.Context
 	cmd    *redis.Cmd
-	err    error         // the pipeline's own failure, when cmd holds none
+	err    error         // the call's failure: its script's, or the dirty mark's
 	done   chan struct{} // closed once cmd or err is set
 	lead   chan struct{} // a token: this call's caller runs the next pipeline
 	handed bool          // a token was sent (guarded by pipeline.mu)
@@ -50,7 +50,8 @@ type pipeline struct {
 	sent    int // pipelines sent, for tests
 }
 
-// do sends c in the next pipeline and waits for its answer, or for ctx.
+// do sends c in the next pipeline and waits for its answer (c.cmd), or for
+// ctx; it returns the call's error.
 // A pipeline is bounded by the earliest deadline of the calls it carries.
 func (p *pipeline) do(ctx context.Context, c *editCall) error {
 	c.ctx = ctx
@@ -72,7 +73,7 @@ func (p *pipeline) do(ctx context.Context, c *editCall) error {
 			select {
 			case <-c.lead:
 			default:
-				return nil
+				return c.err
 			}
 		case <-ctx.Done():
 			p.abandon(c)
@@ -94,7 +95,7 @@ func (p *pipeline) do(ctx context.Context, c *editCall) error {
 	p.mu.Unlock()
 	select {
 	case <-c.done:
-		return nil
+		return c.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -169,8 +170,8 @@ func (p *pipeline) send(batch []*editCall) {
 			return nil
 		})
 		for _, c := range calls {
-			c.err = nil
-			if c.dirty && mark.Err() != nil && c.cmd.Err() == nil {
+			c.err = c.cmd.Err()
+			if c.err == nil && c.dirty && mark.Err() != nil {
 				// The script ran but the dirty mark failed: the edit is in
 				// the log and autosave would not see it.
 				c.err = mark.Err()

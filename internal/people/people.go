@@ -27,8 +27,8 @@ type Recorder struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	known   map[[2]string]string // workspace, user → name
-	writing map[[2]string]string // SeenSoon's writes in flight
+	known   map[[2]string]string   // workspace, user → name
+	writing map[[2]string]struct{} // SeenSoon's writes in flight
 	wg      sync.WaitGroup
 }
 
@@ -38,7 +38,7 @@ const maxWrites = 4
 
 // NewRecorder returns a Recorder writing to store.
 func NewRecorder(store Store, log *slog.Logger) *Recorder {
-	return &Recorder{store: store, log: log, known: map[[2]string]string{}, writing: map[[2]string]string{}}
+	return &Recorder{store: store, log: log, known: map[[2]string]string{}, writing: map[[2]string]struct{}{}}
 }
 
 // Seen records that user of workspace goes by name, before it returns (an
@@ -76,7 +76,7 @@ func (r *Recorder) SeenSoon(ctx context.Context, workspace, user, name string) {
 	if _, ok := r.writing[k]; ok || len(r.writing) >= maxWrites {
 		return
 	}
-	r.writing[k] = name
+	r.writing[k] = struct{}{}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()

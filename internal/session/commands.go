@@ -153,8 +153,8 @@ func (s *Session) edit(req *protocol.Request) error {
 	if err != nil {
 		return err
 	}
-	s.editing.Store(true)
+	s.out.expect(true)
 	_, err = m.room.edit(s.ctx, m, req, ops, *req.Base, id)
-	s.editing.Store(false)
+	s.out.expect(false)
 	return err
 }

@@ -72,7 +72,7 @@ type Campaigns interface {
 // Saver flushes a campaign's draft to the durable store at once; autosave
 // provides it. Trigger says why.
 type Saver interface {
-	Save(ctx context.Context, workspace, campaign string, trigger campaign.Trigger) error
+	Save(ctx context.Context, workspace, campaign string, trigger campaign.Trigger) (version int64, err error)
 }
 
 // Handler serves one message type that the core does not know (autosave's
@@ -486,7 +486,7 @@ func (h *Hub) save(workspace, id string, trigger campaign.Trigger) {
 		defer h.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := h.saver.Save(ctx, workspace, id, trigger); err != nil {
+		if _, err := h.saver.Save(ctx, workspace, id, trigger); err != nil {
 			h.log.Warn("save", "campaign", id, "trigger", trigger, "err", err)
 		}
 	}()

@@ -49,6 +49,10 @@ type queue struct {
 	// delay; what answers the session itself goes at once.
 	urgent bool
 	hurry  chan struct{}
+	// owed is set while the session's own edit is being ordered and nothing
+	// answering it is queued yet: teammates' updates then wait for that
+	// answer (Session.writer). Any urgent message clears it.
+	owed bool
 
 	limit, snapLimit int
 	start            func() // starts a writer goroutine; called with mu held
@@ -95,8 +99,23 @@ func (q *queue) push(m outMsg) bool {
 
 // hasten marks the queue urgent and cuts a gathering writer's wait short.
 func (q *queue) hasten() {
-	q.urgent = true
+	q.urgent, q.owed = true, false
 	if q.hurry != nil {
+		select {
+		case q.hurry <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// expect marks an answer owed to the session (its edit is on its way to
+// Redis), or, with false, no longer owed (the edit ended without one
+// queued): that ends a writer's wait for it.
+func (q *queue) expect(owed bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.owed = owed
+	if !owed && q.hurry != nil {
 		select {
 		case q.hurry <- struct{}{}:
 		default:
@@ -106,11 +125,12 @@ func (q *queue) hasten() {
 
 // gather registers hurry as the signal that ends the writer's wait (nil:
 // the wait is over). It reports false, registering nothing, when something
-// urgent is queued already: the writer should not wait at all.
-func (q *queue) gather(hurry chan struct{}) bool {
+// urgent is queued already, or (forAnswer) when no answer is owed any more:
+// the writer should not wait at all.
+func (q *queue) gather(hurry chan struct{}, forAnswer bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if hurry != nil && (q.urgent || q.final != nil || q.closed) {
+	if hurry != nil && (q.urgent || q.final != nil || q.closed || forAnswer && !q.owed) {
 		return false
 	}
 	q.hurry = hurry

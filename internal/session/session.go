@@ -41,10 +41,6 @@ type Session struct {
 	joined   []*member // at most MaxJoined; a slice costs an idle session less than a map
 	watching bool      // watches its workspace's campaign list (campaigns.watch)
 
-	// editing is set while the reader waits for one of its edits to be
-	// ordered: its ack comes within a commit, so the writer holds
-	// teammates' updates until then and sends both in one write.
-	editing   atomic.Bool
 	authed    atomic.Bool  // set once hello (or the bearer header) succeeded
 	expires   atomic.Int64 // the token's exp (Unix ns), 0 for none
 	expiry    *time.Timer  // ends the session when the token expires

@@ -200,39 +200,42 @@ func (s *Session) writer() {
 	var last time.Time
 	var timer *time.Timer
 	var hurry chan struct{}
-	wait := func(d time.Duration) {
+	// wait gathers for up to d, or (forAnswer) until the answer owed to
+	// the session is queued; what is urgent ends it.
+	wait := func(d time.Duration, forAnswer bool) {
 		if d <= 100*time.Microsecond {
 			return
 		}
+		if hurry == nil {
+			hurry = make(chan struct{}, 1)
+		}
+		if !s.out.gather(hurry, forAnswer) {
+			return
+		}
 		if timer == nil {
-			timer, hurry = time.NewTimer(d), make(chan struct{}, 1)
+			timer = time.NewTimer(d)
 		} else {
 			timer.Reset(d)
 		}
-		if s.out.gather(hurry) {
-			select {
-			case <-timer.C:
-			case <-hurry:
-			}
-			s.out.gather(nil)
-			select { // a signal sent as the timer fired
-			case <-hurry:
-			default:
-			}
+		select {
+		case <-timer.C:
+		case <-hurry:
+		}
+		s.out.gather(nil, false)
+		select { // a signal sent as the timer fired
+		case <-hurry:
+		default:
 		}
 	}
 	for {
 		if !last.IsZero() {
 			delay := min(time.Duration(h.writing.Load())*time.Millisecond/20, h.cfg.MaxWriteDelay)
-			wait(delay - time.Since(last))
+			wait(delay-time.Since(last), false)
 		}
-		if s.editing.Load() {
-			// Teammates' updates while this session's own edit is being
-			// ordered (it may have come in during the wait above): its ack,
-			// urgent, ends this wait within a commit, and one write then
-			// carries both.
-			wait(maxAckHold)
-		}
+		// Teammates' updates while this session's own edit is being ordered
+		// (it may have come in during the wait above): its ack, urgent, ends
+		// this wait within a commit, and one write then carries both.
+		wait(maxAckHold, true)
 		var beat, done bool
 		var final *closing
 		batch, beat, final, done = s.out.take(batch[:0])
