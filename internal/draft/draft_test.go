@@ -382,10 +382,11 @@ func TestRedisRestartStartsANewEpoch(t *testing.T) {
 		if _, err := b.Flushed(ctx, "c1", 1); err != nil {
 			t.Fatal(err)
 		}
-		// Within 50 ms of its last check the script trusts the buffer; a
-		// restart takes longer than that.
-		b.rdb.HSet(ctx, b.keys("c1").meta, "run", "an-earlier-run")
-		time.Sleep(60 * time.Millisecond)
+		// The script asks the run id when LASTSAVE is not what its last
+		// check saw (a restarted server's is its start time) or that check
+		// is over a second old; a restart changes the first at once.
+		meta := b.keys("c1").meta
+		b.rdb.HSet(ctx, meta, "run", "an-earlier-run", "saved", "1")
 		want(t, e.edit("A", 2, "x3", "/c"), Restarted, 2)
 		h, err := b.Open(ctx, "w1", "c1", 1, "draft", noFence)
 		if err != nil || !h.Created || h.Epoch == e.head.Epoch || h.Rev != 2 || h.Start != 1 {
@@ -400,6 +401,23 @@ func TestRedisRestartStartsANewEpoch(t *testing.T) {
 		if again, _ := b.Open(ctx, "w1", "c1", 1, "draft", noFence); again.Created || again.Epoch != h.Epoch {
 			t.Fatalf("a second open rotated again: %+v", again)
 		}
+	})
+}
+
+// With LASTSAVE unchanged, a check over a second old asks the run id again:
+// a replica that took over may carry the LASTSAVE its master recorded.
+func TestRestartCheckedAfterASecond(t *testing.T) {
+	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
+		ctx := context.Background()
+		e := open(t, b)
+		want(t, e.edit("A", 0, "x1", "/a"), Accepted, 1)
+		meta := b.keys("c1").meta
+		checked, err := b.rdb.HGet(ctx, meta, "checked").Int64()
+		if err != nil {
+			t.Fatalf("the edit recorded no check: %v", err)
+		}
+		b.rdb.HSet(ctx, meta, "run", "an-earlier-run", "checked", checked-1500)
+		want(t, e.edit("A", 1, "x2", "/b"), Restarted, 1)
 	})
 }
 

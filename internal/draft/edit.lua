@@ -28,7 +28,7 @@
 -- writer and the newest write by any other session ("r1 s1 r2 s2"), which is
 -- all a "rev by another session above base" question needs. The cost is
 -- O(ops x path depth), whatever the document's size.
-local meta = redis.call('HMGET', KEYS[1], 'rev', 'epoch', 'floor', 'status', 'run', 'checked', 'fence')
+local meta = redis.call('HMGET', KEYS[1], 'rev', 'epoch', 'floor', 'status', 'run', 'checked', 'fence', 'saved')
 -- A refusal of the whole buffer: every batch gets it.
 local function all(status, rev, extra)
   if extra then return {'*', status, rev or '0', extra} end
@@ -39,18 +39,31 @@ if meta[2] ~= ARGV[1] then return all('epoch', meta[1], meta[2]) end
 if meta[7] == 'pending' then return all('unfenced', meta[1]) end
 -- A buffer from an earlier run of this server (a restart, a failover) may
 -- miss acknowledged writes: accept nothing until a reopen starts a new
--- epoch. Asking the server its run id costs ~10 us, so it is asked at most
--- every 50 ms per campaign: 'checked' is restored with the buffer, so the
--- first edit after any restart slower than that asks. (A server without
--- INFO in scripts, the in-process one, has run id "".)
+-- epoch. Asking the server its run id (INFO) costs more than the rest of a
+-- small call, so it is asked only when LASTSAVE differs from what the last
+-- check saw, or that check is over a second old. A restarted server's
+-- LASTSAVE is its start time, so a restart, however fast, changes it; a
+-- LASTSAVE of the current second is not recorded (a restart within that
+-- second would repeat it), and asks again on the next call. A replica that
+-- took over has its own LASTSAVE, and a failover takes longer than a
+-- second. A BGSAVE changes it too, which costs one more question. 'checked'
+-- and 'saved' are restored with the buffer. (A server without INFO or
+-- LASTSAVE in scripts, the in-process one, has run id "" and LASTSAVE "-".)
 local now = redis.call('TIME')
-now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-if now - tonumber(meta[6] or '0') > 50 then
+local sec = tonumber(now[1])
+now = sec * 1000 + math.floor(tonumber(now[2]) / 1000)
+local saved = '-'
+do
+  local ok, ls = pcall(redis.call, 'LASTSAVE')
+  if ok and type(ls) == 'number' then saved = tostring(ls) end
+end
+if saved ~= meta[8] or now - tonumber(meta[6] or '0') > 1000 then
   local run = ''
   local ok, info = pcall(redis.call, 'INFO', 'server')
   if ok and type(info) == 'string' then run = string.match(info, 'run_id:(%w+)') or '' end
   if meta[5] ~= run then return all('restarted', meta[1]) end
-  redis.call('HSET', KEYS[1], 'checked', now)
+  if saved ~= '-' and tonumber(saved) >= sec then saved = '' end
+  redis.call('HSET', KEYS[1], 'checked', now, 'saved', saved)
 end
 if meta[4] == 'archived' then return all('archived', meta[1]) end
 
