@@ -292,7 +292,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errcode.WriteHTTP(w, errcode.New(errcode.Unavailable, "this node is shutting down"))
 		return
 	}
-	hw := &hijackWriter{ResponseWriter: w, idle: h.cfg.PingInterval, dead: h.cfg.DeadPeerTimeout}
+	hw := &hijackWriter{ResponseWriter: w, idle: h.cfg.PingInterval, dead: h.cfg.DeadPeerTimeout, write: h.cfg.WriteTimeout}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.SubprotocolBatch, protocol.Subprotocol},
 		InsecureSkipVerify: true, // the Origin was checked above, against our own allow-list

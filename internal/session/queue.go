@@ -123,17 +123,24 @@ func (q *queue) expect(owed bool) {
 	}
 }
 
-// gather registers hurry as the signal that ends the writer's wait (nil:
-// the wait is over). It reports false, registering nothing, when something
-// urgent is queued already, or (forAnswer) when no answer is owed any more:
-// the writer should not wait at all.
-func (q *queue) gather(hurry chan struct{}, forAnswer bool) bool {
+// gather registers *hurry (made on first use) as the signal that ends the
+// writer's wait; nil: the wait is over. It reports false, registering
+// nothing, when something urgent is queued already, or (forAnswer) when no
+// answer is owed any more: the writer should not wait at all.
+func (q *queue) gather(hurry *chan struct{}, forAnswer bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if hurry != nil && (q.urgent || q.final != nil || q.closed || forAnswer && !q.owed) {
+	if hurry == nil {
+		q.hurry = nil
+		return true
+	}
+	if q.urgent || q.final != nil || q.closed || forAnswer && !q.owed {
 		return false
 	}
-	q.hurry = hurry
+	if *hurry == nil {
+		*hurry = make(chan struct{}, 1)
+	}
+	q.hurry = *hurry
 	return true
 }
 

@@ -48,6 +48,11 @@ type Session struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup // helper goroutines (close handshakes, pings, async commands)
 	writers   sync.WaitGroup // the writer goroutine, while it runs
+
+	// Owned by whichever writer goroutine runs (the queue's lock hands it
+	// over): what a gathering writer waits on.
+	hurry chan struct{}
+	wait  *time.Timer
 }
 
 func newSession(h *Hub, conn *websocket.Conn, raw *batchConn, claims *auth.Claims) *Session {

@@ -24,10 +24,13 @@ type batchConn struct {
 
 	early []byte // bytes the HTTP server read past the handshake, read first
 
+	timeout time.Duration // a write's deadline, at least half of it ahead
+
 	mu       sync.Mutex // guards the following fields; held across a pass-through write
 	batching bool
 	buf      *[]byte
-	closeOut bool // the library wrote a close frame: no data frame may follow
+	closeOut bool      // the library wrote a close frame: no data frame may follow
+	writeBy  time.Time // the write deadline set on the connection
 }
 
 func (c *batchConn) Read(p []byte) (int, error) {
@@ -57,7 +60,20 @@ func (c *batchConn) Write(p []byte) (int, error) {
 		*c.buf = append(*c.buf, p...)
 		return len(p), nil
 	}
+	c.armWrite(time.Now())
 	return c.Conn.Write(p)
+}
+
+// armWrite keeps the connection's write deadline between half the timeout
+// and the whole of it ahead of now; mu held. One deadline set and cleared
+// per pass cost two runtime timer updates per write(2), which at fan-out
+// is per receiver; a deadline left armed costs nothing until half of it
+// has gone. A stuck write therefore fails after half to all of the timeout.
+func (c *batchConn) armWrite(now time.Time) {
+	if c.writeBy.Sub(now) < c.timeout/2 {
+		c.writeBy = now.Add(c.timeout)
+		c.Conn.SetWriteDeadline(c.writeBy)
+	}
 }
 
 // begin starts collecting frames.
@@ -125,9 +141,9 @@ func (c *batchConn) appendHeartbeat() error {
 	return nil
 }
 
-// flush writes what was collected in one write, bounded by deadline, and
-// returns to passing writes through.
-func (c *batchConn) flush(deadline time.Time) error {
+// flush writes what was collected in one write, bounded by the write
+// timeout from now, and returns to passing writes through.
+func (c *batchConn) flush(now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.batching = false
@@ -138,9 +154,8 @@ func (c *batchConn) flush(deadline time.Time) error {
 	}
 	var err error
 	if len(*buf) > 0 {
-		c.Conn.SetWriteDeadline(deadline)
+		c.armWrite(now)
 		_, err = c.Conn.Write(*buf)
-		c.Conn.SetWriteDeadline(time.Time{})
 	}
 	if cap(*buf) <= 1<<20 {
 		*buf = (*buf)[:0]
@@ -155,6 +170,7 @@ func (c *batchConn) flush(deadline time.Time) error {
 type hijackWriter struct {
 	http.ResponseWriter
 	idle, dead time.Duration // TCP keepalive idle time and dead-peer timeout
+	write      time.Duration // a write's timeout
 
 	conn *batchConn
 }
@@ -168,7 +184,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		raw.Close()
 		return nil, nil, err
 	}
-	w.conn = &batchConn{Conn: raw}
+	w.conn = &batchConn{Conn: raw, timeout: w.write}
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		w.conn.early = bytes.Clone(early)
@@ -198,32 +214,30 @@ func (s *Session) writer() {
 	defer h.writing.Add(-1)
 	var batch []outMsg
 	var last time.Time
-	var timer *time.Timer
-	var hurry chan struct{}
 	// wait gathers for up to d, or (forAnswer) until the answer owed to
-	// the session is queued; what is urgent ends it.
+	// the session is queued; what is urgent ends it. Its signal and timer
+	// are the session's, made on its first wait: a writer starts per
+	// burst, and at fan-out one per receiver per message.
 	wait := func(d time.Duration, forAnswer bool) {
 		if d <= 100*time.Microsecond {
 			return
 		}
-		if hurry == nil {
-			hurry = make(chan struct{}, 1)
-		}
-		if !s.out.gather(hurry, forAnswer) {
+		if !s.out.gather(&s.hurry, forAnswer) {
 			return
 		}
-		if timer == nil {
-			timer = time.NewTimer(d)
+		if s.wait == nil {
+			s.wait = time.NewTimer(d)
 		} else {
-			timer.Reset(d)
+			s.wait.Reset(d)
 		}
 		select {
-		case <-timer.C:
-		case <-hurry:
+		case <-s.wait.C:
+		case <-s.hurry:
 		}
+		s.wait.Stop()
 		s.out.gather(nil, false)
 		select { // a signal sent as the timer fired
-		case <-hurry:
+		case <-s.hurry:
 		default:
 		}
 	}
@@ -254,7 +268,7 @@ func (s *Session) writer() {
 			}
 			metrics.WriterPasses.Inc()
 			metrics.FramesSent.Add(float64(frames))
-			if ferr := s.raw.flush(now.Add(h.cfg.WriteTimeout)); err == nil {
+			if ferr := s.raw.flush(now); err == nil {
 				err = ferr
 			}
 			if err != nil {
