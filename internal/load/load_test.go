@@ -28,6 +28,43 @@ func TestScanUpdate(t *testing.T) {
 	}
 }
 
+// The ack fast path reads what a full decode reads from the server's own
+// acks, and leaves every other layout to the decode.
+func TestScanAck(t *testing.T) {
+	for _, tc := range []struct {
+		ref  string
+		ack  protocol.Ack
+		fast bool
+	}{
+		{`"12.7.1700000000000000"`, protocol.Ack{Campaign: "c_1", Rev: 42}, true},
+		{`"12.8.1700000000000001"`, protocol.Ack{Campaign: "c_1", Rev: 41, Duplicate: true}, true},
+		{`"a\"b"`, protocol.Ack{Campaign: "c_1", Rev: 3}, false},
+		{`7`, protocol.Ack{Campaign: "c_1", Rev: 3}, false},
+		{``, protocol.Ack{Campaign: "c_1", Rev: 3}, false},
+	} {
+		frame := protocol.Encode(json.RawMessage(tc.ref), tc.ack)
+		ref, rev, dup, ok := scanAck(frame)
+		if ok != tc.fast {
+			t.Fatalf("%s: fast path %v, want %v", frame, ok, tc.fast)
+		}
+		if !ok {
+			continue
+		}
+		var m message
+		if err := json.Unmarshal(frame, &m); err != nil {
+			t.Fatal(err)
+		}
+		if string(ref) != unquote(m.Ref) || rev != m.Rev || dup != m.Duplicate {
+			t.Fatalf("%s: ref %q rev %d dup %v; decoded %+v", frame, ref, rev, dup, m)
+		}
+	}
+	for _, bad := range []string{`{"type":"ack","ref":"x","campaign":"c","rev":}`, `{"type":"ack","ref":"x","campaign":"c","rev":1,"more":2}`} {
+		if _, _, _, ok := scanAck([]byte(bad)); ok {
+			t.Fatalf("%s was read", bad)
+		}
+	}
+}
+
 func TestHistogram(t *testing.T) {
 	h := NewHistogram()
 	for i := 1; i <= 1000; i++ {

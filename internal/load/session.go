@@ -286,6 +286,50 @@ func scanTail(data []byte) (rev int64, id, user []byte, ok bool) {
 	return rev, id, data[k+1 : j-1], true
 }
 
+var ackPrefix = []byte(`{"type":"ack","ref":"`)
+
+// scanAck reads an ack's string ref, rev and duplicate flag without
+// decoding it, in the layout the server writes
+// ({"type":"ack","ref":"R","campaign":"C","rev":N[,"duplicate":true]}).
+// Anything else (an escape in the ref, another layout) is not ok, and takes
+// the full decode.
+func scanAck(data []byte) (ref []byte, rev int64, dup, ok bool) {
+	if !bytes.HasPrefix(data, ackPrefix) {
+		return nil, 0, false, false
+	}
+	rest := data[len(ackPrefix):]
+	q := bytes.IndexByte(rest, '"')
+	if q < 0 || bytes.IndexByte(rest[:q], '\\') >= 0 {
+		return nil, 0, false, false
+	}
+	ref, rest = rest[:q], rest[q:]
+	if !bytes.HasPrefix(rest, []byte(`","campaign":"`)) {
+		return nil, 0, false, false
+	}
+	rest = rest[len(`","campaign":"`):]
+	if q = bytes.IndexByte(rest, '"'); q < 0 || bytes.IndexByte(rest[:q], '\\') >= 0 {
+		return nil, 0, false, false
+	}
+	rest = rest[q:]
+	if !bytes.HasPrefix(rest, []byte(`","rev":`)) {
+		return nil, 0, false, false
+	}
+	rest = rest[len(`","rev":`):]
+	n := 0
+	for n < len(rest) && n < 19 && rest[n] >= '0' && rest[n] <= '9' {
+		rev = rev*10 + int64(rest[n]-'0')
+		n++
+	}
+	switch string(rest[n:]) {
+	case "}":
+	case `,"duplicate":true}`:
+		dup = true
+	default:
+		return nil, 0, false, false
+	}
+	return ref, rev, dup, n > 0
+}
+
 // sentMicros reads the send time a bench batch id carries (".<unix µs>" at
 // its end; 0 when there is none).
 func sentMicros(id []byte) int64 {
@@ -363,12 +407,16 @@ func (s *session) write() {
 		pace = DefaultSessionRate
 	}
 	var next time.Time // the earliest send the pace allows
+	pause := time.NewTimer(time.Hour) // reused: one timer per edit would be the tool's own garbage
+	pause.Stop()
+	defer pause.Stop()
 	for r.wctx.Err() == nil {
 		if pace > 0 {
 			now := time.Now()
 			if wait := next.Sub(now); wait > 0 {
+				pause.Reset(wait)
 				select {
-				case <-time.After(wait):
+				case <-pause.C:
 				case <-r.wctx.Done():
 					return
 				}
@@ -488,6 +536,11 @@ func (s *session) handle(data []byte) string {
 			s.update(rev, id, user, time.Now())
 			return "update"
 		}
+	}
+	if ref, rev, dup, ok := scanAck(data); ok {
+		// An ack per accepted edit: read as the server writes it.
+		s.answer(string(ref), rev, dup, true)
+		return "ack"
 	}
 	var m message
 	if err := json.Unmarshal(data, &m); err != nil {
