@@ -134,6 +134,23 @@ func TestUpdateFrame(t *testing.T) {
 	}
 }
 
+// Frame writes its strings as encoding/json does, whatever they hold.
+func TestUpdateFrameEscapes(t *testing.T) {
+	for _, str := range []string{"", "plain-id_9", `Ann "A" Lee`, `back\slash`, "<b>&co</b>", "Zoë 日本", "tab\tnl\n", "bad \xff utf8", "\u2028 sep"} {
+		u := Update{Campaign: str, Ops: json.RawMessage(`[]`), By: Author{User: str, Name: str, Session: str}, ID: str, At: time.UnixMilli(1)}
+		q, _ := json.Marshal(str)
+		by, _ := json.Marshal(u.By)
+		want := `{"type":"update","campaign":` + string(q) + `,"rev":7,"ops":[],"by":` + string(by)
+		if str != "" {
+			want += `,"id":` + string(q)
+		}
+		want += `,"at":1}`
+		if got := string(u.Encode(7)); got != want {
+			t.Errorf("%q:\n got %s\nwant %s", str, got, want)
+		}
+	}
+}
+
 // goldenExamples reads the message examples of docs/protocol.md: each is a
 // fenced block whose info string is "json <name>".
 func goldenExamples(t *testing.T) map[string]string {

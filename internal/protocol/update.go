@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -38,33 +37,52 @@ type Update struct {
 
 var updatePrefix = []byte(`{"type":"update",`)
 
-// Frame returns the update's text before and after its rev.
+// Frame returns the update's text before and after its rev. It is built
+// once per accepted edit, so strings are written without reflection and
+// into one allocation; the bytes are what encoding/json would write.
 func (u Update) Frame() (prefix, suffix string) {
-	var sb strings.Builder
-	sb.WriteString(`{"type":"update","campaign":`)
-	q, _ := json.Marshal(u.Campaign)
-	sb.Write(q)
-	sb.WriteString(`,"rev":`)
-	prefix = sb.String()
-	sb.Reset()
-	sb.WriteString(`,"ops":`)
-	sb.Write(u.Ops)
+	b := make([]byte, 0, 48+len(u.Campaign))
+	b = append(b, `{"type":"update","campaign":`...)
+	b = appendString(b, u.Campaign)
+	b = append(b, `,"rev":`...)
+	prefix = string(b)
+	b = make([]byte, 0, 96+len(u.Ops)+len(u.By.Name)+len(u.By.Session)+len(u.By.User)+len(u.ID))
+	b = append(b, `,"ops":`...)
+	b = append(b, u.Ops...)
 	if u.Restored > 0 {
-		sb.WriteString(`,"restored":`)
-		sb.WriteString(strconv.FormatInt(u.Restored, 10))
+		b = append(b, `,"restored":`...)
+		b = strconv.AppendInt(b, u.Restored, 10)
 	}
-	sb.WriteString(`,"by":`)
-	by, _ := json.Marshal(u.By)
-	sb.Write(by)
+	b = append(b, `,"by":{"name":`...)
+	b = appendString(b, u.By.Name)
+	b = append(b, `,"session":`...)
+	b = appendString(b, u.By.Session)
+	b = append(b, `,"user":`...)
+	b = appendString(b, u.By.User)
+	b = append(b, '}')
 	if u.ID != "" {
-		sb.WriteString(`,"id":`)
-		id, _ := json.Marshal(u.ID)
-		sb.Write(id)
+		b = append(b, `,"id":`...)
+		b = appendString(b, u.ID)
 	}
-	sb.WriteString(`,"at":`)
-	sb.WriteString(strconv.FormatInt(u.At.UnixMilli(), 10))
-	sb.WriteString(`}`)
-	return prefix, sb.String()
+	b = append(b, `,"at":`...)
+	b = strconv.AppendInt(b, u.At.UnixMilli(), 10)
+	b = append(b, '}')
+	return prefix, string(b)
+}
+
+// appendString appends s as a JSON string, as encoding/json writes it:
+// plain printable ASCII as is, anything else through encoding/json (which
+// escapes quotes, controls, HTML characters and invalid UTF-8).
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Encode writes the update at rev: what the edit script stores and
