@@ -406,7 +406,7 @@ func (s *session) write() {
 	if pace == 0 {
 		pace = DefaultSessionRate
 	}
-	var next time.Time // the earliest send the pace allows
+	var next time.Time                // the earliest send the pace allows
 	pause := time.NewTimer(time.Hour) // reused: one timer per edit would be the tool's own garbage
 	pause.Stop()
 	defer pause.Stop()
