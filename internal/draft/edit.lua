@@ -71,7 +71,10 @@ local rev = tonumber(meta[1])
 local floor = tonumber(meta[3])
 local check = ARGV[4] == 'check'
 local room = 0
-if not check then room = tonumber(ARGV[4]) - redis.call('XLEN', KEYS[3]) end
+-- The log holds exactly the revs above floor: every accepted batch adds
+-- rev+1, and a trim removes up to the new floor in the same call that
+-- moves it; so its length is rev - floor, without asking.
+if not check then room = tonumber(ARGV[4]) - (rev - floor) end
 
 -- Field values of the paths hash, read once per field (HMGET) and written
 -- once at the end (one HSET); vals caches them across the call's batches,
