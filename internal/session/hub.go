@@ -86,7 +86,7 @@ type Config struct {
 	RatePerSec   float64       // requests per second per session (100)
 	RateBurst    int           // burst (200)
 	HelloTimeout time.Duration // 5 s
-	WriteTimeout time.Duration // per writer pass, one write(2) (10 s)
+	WriteTimeout time.Duration // a stuck write(2) fails after half to all of it (10 s)
 	RedisTimeout time.Duration // an edit's Redis calls, so a node cut off answers unavailable (2 s)
 	PingInterval time.Duration // between heartbeats, unsolicited pongs (25 s)
 	// DeadPeerTimeout is how long a peer may leave what the server sent
