@@ -21,7 +21,7 @@ type editCall struct {
 	err    error         // the call's failure: its script's, or the dirty mark's
 	done   chan struct{} // closed once cmd or err is set
 	lead   chan struct{} // a token: this call's caller runs the next pipeline
-	handed bool          // a token was sent (guarded by pipeline.mu)
+	handed bool          // a token was sent, or the caller leads already (guarded by pipeline.mu)
 }
 
 // maxInFlight bounds the node's edit pipelines in flight. Each costs the
@@ -55,16 +55,7 @@ type pipeline struct {
 // A pipeline is bounded by the earliest deadline of the calls it carries.
 func (p *pipeline) do(ctx context.Context, c *editCall) error {
 	c.ctx = ctx
-	c.done = make(chan struct{})
-	c.lead = make(chan struct{}, 1)
-	p.mu.Lock()
-	p.queue = append(p.queue, c)
-	lead := p.running < maxInFlight
-	if lead {
-		p.running++
-	}
-	p.mu.Unlock()
-	if !lead {
+	if !p.enqueue(c) {
 		select {
 		case <-c.lead:
 		case <-c.done:
@@ -99,6 +90,24 @@ func (p *pipeline) do(ctx context.Context, c *editCall) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// enqueue queues c and reports whether its caller leads a pipeline now.
+// A leading call counts as handed: until its caller takes the queue, a
+// pipeline that ends must not hand it a second lead, which no one would
+// read and whose place would never be given back.
+func (p *pipeline) enqueue(c *editCall) (lead bool) {
+	c.done = make(chan struct{})
+	c.lead = make(chan struct{}, 1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queue = append(p.queue, c)
+	lead = p.running < maxInFlight
+	if lead {
+		p.running++
+		c.handed = true
+	}
+	return lead
 }
 
 // passLocked hands the lead of a finished pipeline to the first queued
