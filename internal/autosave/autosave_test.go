@@ -874,3 +874,59 @@ func TestFlushAllFirstAndConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// The timer flushes a round with as few at once as finish it within half
+// the interval: a round that fits one at a time never runs saves side by
+// side (they would take CPU from live edits), and one that does not fit
+// goes wider, up to Concurrency.
+func TestTimerRoundWidth(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		for _, tc := range []struct {
+			name      string
+			interval  time.Duration
+			campaigns int
+			measure   bool // flush one campaign first, so that the width is sized
+			atOnce    func(int) bool
+		}{
+			// 6 saves of 20 ms and more: well within half of 1 s.
+			{"fits one at a time", time.Second, 6, false, func(n int) bool { return n == 1 }},
+			// 12 saves of 20 ms and more against 50 ms: 5 at once or more, capped at 4.
+			{"too large for one", 100 * time.Millisecond, 12, true, func(n int) bool { return n > 1 && n <= 4 }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				st := &countingStore{Store: c.Store}
+				n, _ := node(c, autosave.Options{Interval: tc.interval, Concurrency: 4}, st)
+				if tc.measure {
+					first := c.Campaign("w1", doc)
+					editDirect(t, c, n, first, "measured")
+					waitSaved(t, c, first, "measured")
+				}
+				var ids []string
+				for i := 0; i < tc.campaigns; i++ {
+					id := c.Campaign("w1", doc)
+					editDirect(t, c, n, id, "unsaved")
+					ids = append(ids, id)
+				}
+				for _, id := range ids {
+					waitSaved(t, c, id, "unsaved")
+				}
+				st.mu.Lock()
+				defer st.mu.Unlock()
+				if !tc.atOnce(st.maxAtOnce) {
+					t.Fatalf("interval %v: %d timer saves at once", tc.interval, st.maxAtOnce)
+				}
+			})
+		}
+	})
+}
+
+func waitSaved(t *testing.T, c *sessiontest.Cluster, id, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for field(t, saved(t, c, id).Draft, "name") != name {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q not saved by the timer", id, name)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
