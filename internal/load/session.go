@@ -448,9 +448,13 @@ func (s *session) write() {
 				}
 				continue
 			}
+			// The same reused timer as the pace: a closed loop arms it once per
+			// edit, and time.After would make a timer and a channel each time.
+			pause.Reset(10 * time.Second)
 			select {
 			case <-s.answered:
-			case <-time.After(10 * time.Second):
+				pause.Stop()
+			case <-pause.C:
 			case <-r.wctx.Done():
 				return
 			}
