@@ -198,6 +198,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger) (_ *server, err e
 		buf.Options().PresenceTTL, log.With("subsystem", "session"))
 	s.flusher = autosave.New(buf, s.store, autosave.Options{Interval: cfg.FlushInterval}, log.With("subsystem", "autosave"))
 	s.hub.SetSaver(s.flusher)
+	s.flusher.SetHolder(s.hub)
 	s.names = people.NewRecorder(s.store, log.With("subsystem", "people"))
 	s.hub.SetPeople(s.names)
 	(&commands.Autosave{Flusher: s.flusher, Publisher: s.store, Staging: buf, Limits: campaign.DefaultLimits,

@@ -52,6 +52,7 @@ func node(c *sessiontest.Cluster, opts autosave.Options, st autosave.Store) (*se
 		}
 		f = autosave.New(n.Buf, st, opts, quiet)
 		n.Hub.SetSaver(f)
+		f.SetHolder(n.Hub)
 		(&commands.Autosave{Flusher: f, Publisher: c.Store, Staging: n.Buf, Limits: campaign.DefaultLimits, Log: quiet}).Register(n.Hub)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -929,4 +930,148 @@ func waitSaved(t *testing.T, c *sessiontest.Cluster, id, name string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// countingDrafts counts the working drafts a flusher rebuilds from the log.
+type countingDrafts struct {
+	autosave.Drafts
+	builds atomic.Int32
+}
+
+func (d *countingDrafts) Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error) {
+	d.builds.Add(1)
+	return d.Drafts.Build(ctx, load)
+}
+
+// A timer flush takes the working draft this node's room holds, which is
+// exactly what rebuilding it from the saved draft and the log gives: the
+// same document, rev, epoch, authors, last author and restored version. The
+// triggers that promise every acknowledged edit (here a manual save) still
+// rebuild from the log, and a room that does not hold every entry above the
+// saved rev (loaded after them) is not used.
+func TestTimerFlushTakesTheRoomsDraft(t *testing.T) {
+	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
+		var f *autosave.Flusher
+		drafts := &countingDrafts{}
+		n := c.Node(session.Config{}, func(n *sessiontest.Node) {
+			drafts.Drafts = n.Buf
+			f = autosave.New(drafts, c.Store, autosave.Options{Interval: time.Hour}, quiet)
+			n.Hub.SetSaver(f)
+			f.SetHolder(n.Hub)
+		})
+		ctx := context.Background()
+		id, a, b := c.Pair(n, doc, "bob", auth.Editor)
+		build := func() (*draft.Draft, []byte) {
+			t.Helper()
+			d, err := n.Buf.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) { return c.Store.Campaign(ctx, "w1", id) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := d.Doc.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d, enc
+		}
+		held := func(n *sessiontest.Node, above int64) (draft.Held, bool) {
+			t.Helper()
+			head, _, err := n.Buf.Head(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			return n.Hub.Held(hctx, id, above, head)
+		}
+		same := func(what string) {
+			t.Helper()
+			cp := saved(t, c, id)
+			d, enc := build()
+			h, ok := held(n, cp.Rev)
+			if !ok {
+				t.Fatalf("%s: the room holds every entry above saved rev %d and Held says no", what, cp.Rev)
+			}
+			if string(h.Doc) != string(enc) || h.Rev != d.Rev || h.Epoch != d.Epoch || !slices.Equal(h.Authors, d.Authors) || h.Last != d.Last || h.RestoredFrom != d.RestoredFrom {
+				t.Fatalf("%s: held %+v (doc %s), rebuilt %+v (doc %s)", what, h, h.Doc, d, enc)
+			}
+			if _, ok := n.Hub.Held(ctx, id, cp.Rev, draft.Head{Rev: h.Rev, Epoch: "another"}); ok {
+				t.Fatalf("%s: held answered for another epoch", what)
+			}
+		}
+		a.Edit(id, 0, `[{"op":"replace","path":"/name","value":"Summer \u00e9t\u00e9"}]`)
+		want(t, a, "ack")
+		want(t, b, "update")
+		b.Edit(id, 1, `[{"op":"add","path":"/big","value":1e21},{"op":"add","path":"/list","value":[1,"two",{"three":null}]}]`)
+		want(t, b, "ack")
+		want(t, a, "update")
+		a.Edit(id, 2, `[{"op":"add","path":"/list/1","value":2.5}]`)
+		want(t, a, "ack")
+		want(t, b, "update")
+		same("three edits by two users")
+
+		res, err := f.Flush(ctx, id, campaign.TriggerTimer, false)
+		if err != nil || !res.Wrote || res.Rev != 3 {
+			t.Fatalf("timer flush: %+v %v", res, err)
+		}
+		if n := drafts.builds.Load(); n != 0 {
+			t.Fatalf("the timer flush rebuilt the draft from the log %d times; the room held it", n)
+		}
+		cp := saved(t, c, id)
+		if sessiontest.JSONOf(mustJSON(string(cp.Draft))) != sessiontest.JSONOf(mustJSON(`{"name":"Summer été","messages":{"email":{"subject":"Hi","body":"x"}},"big":1e21,"list":[1,2.5,"two",{"three":null}]}`)) {
+			t.Fatalf("saved draft %s", cp.Draft)
+		}
+		vs, err := c.Store.Versions(ctx, "w1", id)
+		if err != nil || vs[0].By != "ann" || !slices.Equal(vs[0].Authors, []string{"ann", "bob"}) || vs[0].RevFrom != 1 || vs[0].Rev != 3 {
+			t.Fatalf("version %+v %v", vs[0], err)
+		}
+		// The room forgets what the store holds once it hears of the save.
+		deadline := time.Now().Add(5 * time.Second)
+		for _, ok := held(n, 0); ok; _, ok = held(n, 0) {
+			if time.Now().After(deadline) {
+				t.Fatal("the room still answers for entries the store holds")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, ok := held(n, 3); ok {
+			t.Fatal("held answered with nothing above the saved rev")
+		}
+
+		// A restore is an entry like any other, and its version is kept.
+		r := &draft.Restorer{Drafts: n.Buf, Store: c.Store}
+		if _, err := r.Restore(ctx, "w1", id, 1, "ann", "Ann"); err != nil {
+			t.Fatal(err)
+		}
+		want(t, a, "update", "refresh")
+		want(t, a, "snapshot")
+		b.Edit(id, 4, `[{"op":"replace","path":"/name","value":"after"}]`)
+		want(t, b, "update", "refresh", "snapshot", "ack")
+		deadline = time.Now().Add(5 * time.Second)
+		for h, _ := held(n, 3); h.Rev < 5; h, _ = held(n, 3) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the room did not reach rev 5: %+v", h)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		same("a restore and an edit")
+
+		// A manual save promises every acknowledged edit: from the log.
+		a.Edit(id, 5, `[{"op":"replace","path":"/name","value":"manual"}]`)
+		want(t, a, "update", "refresh", "snapshot", "ack")
+		if res, err := f.Flush(ctx, id, campaign.TriggerManual, true); err != nil || res.Rev != 6 {
+			t.Fatalf("manual save: %+v %v", res, err)
+		}
+		if n := drafts.builds.Load(); n != 1 {
+			t.Fatalf("a manual save rebuilt the draft %d times, want once", n)
+		}
+
+		// A room loaded over unsaved entries does not know who made them.
+		b.Edit(id, 6, `[{"op":"replace","path":"/name","value":"unsaved"}]`)
+		want(t, b, "update", "refresh", "snapshot", "ack")
+		m := c.Node(session.Config{})
+		late := c.Connect(m, "cid", "w1", auth.Viewer)
+		late.Join(id)
+		if _, ok := held(m, saved(t, c, id).Rev); ok {
+			t.Fatal("a room loaded after unsaved entries answered for them")
+		}
+	})
 }

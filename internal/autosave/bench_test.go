@@ -90,6 +90,7 @@ func BenchmarkAckToDurable(b *testing.B) {
 	n := c.Node(sessiontestConfig(), func(n *sessiontest.Node) {
 		f = autosave.New(n.Buf, c.Store, autosave.Options{Interval: 2 * time.Second}, quiet)
 		n.Hub.SetSaver(f)
+		f.SetHolder(n.Hub)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); f.Run(ctx) }()

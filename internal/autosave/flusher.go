@@ -12,7 +12,9 @@
 package autosave
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +34,7 @@ import (
 // Drafts is the Redis side the Flusher needs; *draft.Buffer implements it.
 type Drafts interface {
 	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
+	Head(ctx context.Context, campaign string) (draft.Head, bool, error)
 	Flushed(ctx context.Context, campaign string, rev int64) (draft.Head, error)
 	Workspace(ctx context.Context, campaign string) (string, error)
 	Publish(ctx context.Context, campaign string, msg []byte) error
@@ -48,6 +51,19 @@ type Store interface {
 	Campaign(ctx context.Context, workspace, id string) (*campaign.Campaign, error)
 	SaveDraft(ctx context.Context, d store.DraftSave) (int64, error)
 }
+
+// Holder is a node's own, current copy of the working drafts it serves
+// (*session.Hub): a timer flush takes the draft from it instead of
+// rebuilding it from the saved draft and the log, which was most of a
+// flush's CPU. Held answers once the copy has delivered head, and only when
+// it holds every entry above the saved rev it is given.
+type Holder interface {
+	Held(ctx context.Context, campaign string, above int64, head draft.Head) (draft.Held, bool)
+}
+
+// heldWait bounds how long a flush waits for a room to deliver what Redis
+// holds before rebuilding instead.
+const heldWait = 100 * time.Millisecond
 
 // Options tune a Flusher.
 type Options struct {
@@ -78,6 +94,7 @@ type Flusher struct {
 	store  Store
 	opts   Options
 	log    *slog.Logger
+	holder Holder // nil: every flush rebuilds
 
 	mu      sync.Mutex // guards the following fields
 	retry   map[string]backoff
@@ -95,6 +112,9 @@ func New(drafts Drafts, st Store, opts Options, log *slog.Logger) *Flusher {
 	opts.defaults()
 	return &Flusher{drafts: drafts, store: st, opts: opts, log: log, retry: map[string]backoff{}, healthy: true}
 }
+
+// SetHolder has timer flushes take the drafts h holds (call before Run).
+func (f *Flusher) SetHolder(h Holder) { f.holder = h }
 
 // Result is what one flush did.
 type Result struct {
@@ -186,9 +206,11 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 		return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
 	}
 	for attempt := 0; ; attempt++ {
-		// The working draft is rebuilt from the saved draft every time: a
-		// campaign whose saved draft cannot be read is never written over.
-		d, err := f.drafts.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) { return f.store.Campaign(ctx, ws, id) })
+		// Only the timer takes a held draft, and only on a first attempt:
+		// the other triggers are rare and stay on the path that reads
+		// everything from Redis, and a retry follows a refusal (another
+		// flusher saved first, the epoch ended) that the log settles.
+		d, doc, err := f.working(ctx, ws, id, trigger == campaign.TriggerTimer && attempt == 0)
 		if err != nil {
 			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
 		}
@@ -199,10 +221,6 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 			}
 			return Result{Campaign: id, Version: saved.Version, Rev: saved.Rev, At: saved.UpdatedAt, Trigger: trigger, Epoch: d.Epoch},
 				f.drafts.MarkClean(ctx, id)
-		}
-		doc, err := d.Doc.Marshal()
-		if err != nil {
-			return Result{}, fmt.Errorf("flush campaign %s: encode: %w", id, err)
 		}
 		at := time.Now()
 		v, err := f.store.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: id, BaseVersion: saved.Version,
@@ -228,6 +246,56 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 		}
 		return res, f.drafts.MarkClean(ctx, id)
 	}
+}
+
+// working returns the campaign's working draft and its document encoded:
+// with held, the holder's when it has every entry above the saved rev and
+// up to Redis's head; else rebuilt from the saved draft and the log. Either
+// way a saved draft that cannot be read is never written over.
+func (f *Flusher) working(ctx context.Context, ws, id string, held bool) (*draft.Draft, []byte, error) {
+	var saved *campaign.Campaign
+	if held && f.holder != nil {
+		c, err := f.store.Campaign(ctx, ws, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		head, ok, err := f.drafts.Head(ctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok && head.Rev > c.Rev {
+			hctx, cancel := context.WithTimeout(ctx, heldWait)
+			h, ok := f.holder.Held(hctx, id, c.Rev, head)
+			cancel()
+			if ok {
+				if t := bytes.TrimSpace(c.Draft); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+					return nil, nil, errcode.New(errcode.Invalid, "campaign %s: the saved draft is not a JSON object", id)
+				}
+				metrics.FlushSources.WithLabelValues("room").Inc()
+				return &draft.Draft{Saved: c, Rev: h.Rev, Epoch: h.Epoch, Authors: h.Authors, Last: h.Last, RestoredFrom: h.RestoredFrom}, h.Doc, nil
+			}
+		}
+		saved = c
+	}
+	d, err := f.drafts.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) {
+		if c := saved; c != nil {
+			saved = nil
+			return c, nil
+		}
+		return f.store.Campaign(ctx, ws, id)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	metrics.FlushSources.WithLabelValues("log").Inc()
+	if d.Rev <= d.Saved.Rev {
+		return d, nil, nil // nothing to write
+	}
+	doc, err := d.Doc.Marshal()
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode: %w", err)
+	}
+	return d, doc, nil
 }
 
 // Message is the `saved` message of the save: pushed to every session of

@@ -29,6 +29,20 @@ type Draft struct {
 	Epoch string
 }
 
+// Held is a working draft a node keeps current in memory as it delivers the
+// log (a session room): what Build would replay, already applied, above a
+// saved rev. A timer flush takes it instead of rebuilding the draft.
+type Held struct {
+	Doc   []byte // the document, encoded
+	Rev   int64
+	Epoch string // the epoch Rev counts in, as the holder knows it
+	// Authors, Last and RestoredFrom are those of Draft, over the entries
+	// above the saved rev the holder was asked about.
+	Authors      []string
+	Last         string
+	RestoredFrom int64
+}
+
 // Update is the part of an update message that rebuilding a draft reads.
 type Update struct {
 	Rev int64         `json:"rev"`

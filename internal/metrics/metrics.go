@@ -52,6 +52,9 @@ var (
 	Flushes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "collab_flushes_total", Help: "Draft flushes to the durable store, by trigger and result.",
 	}, []string{"trigger", "result"})
+	FlushSources = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "collab_flush_sources_total", Help: "Working drafts a flush took from this node's room (room) or rebuilt from the saved draft and the log (log).",
+	}, []string{"source"})
 	OldestUnflushed = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "collab_oldest_unflushed_edit_age_seconds", Help: "Age of the oldest edit not yet in the durable store (0 when all are).",
 	})
@@ -85,7 +88,7 @@ var (
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		HTTPRequests, Sessions, Rooms, Messages, Errors, Edits, Conflicts, SlowClosed, WriterPasses, FramesSent, FanoutLag,
-		Flushes, OldestUnflushed, StoreUp, RedisUp,
+		Flushes, FlushSources, OldestUnflushed, StoreUp, RedisUp,
 		WebhookPending, WebhookOldestPending, WebhookFailed, WebhookDelivered, WebhookFailures)
 }
 

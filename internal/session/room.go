@@ -50,18 +50,21 @@ type room struct {
 	refs    int
 	closing bool
 
-	mu         sync.Mutex // guards the following fields
-	loaded     bool
-	early      [][]byte // messages that arrived while loading
-	doc        campaign.Document
-	size       int
-	rev        int64
-	epoch      string
-	status     campaign.Status
-	version    int64
-	saved      int64 // the rev the durable store holds (snapshot saved_rev)
-	start      int64 // the saved rev when the epoch began (snapshot epoch_start)
-	broken     bool  // the doc could not apply a committed entry: reload
+	mu      sync.Mutex // guards the following fields
+	loaded  bool
+	early   [][]byte // messages that arrived while loading
+	doc     campaign.Document
+	size    int
+	rev     int64
+	epoch   string
+	status  campaign.Status
+	version int64
+	saved   int64 // the rev the durable store holds (snapshot saved_rev)
+	start   int64 // the saved rev when the epoch began (snapshot epoch_start)
+	broken  bool  // the doc could not apply a committed entry: reload
+	// marks records every entry applied above marksFrom (room_held.go).
+	marks      []mark
+	marksFrom  int64
 	members    map[*Session]*member
 	pending    map[int64]committed        // updates that arrived ahead of a gap (at most maxPending)
 	fan        []fanned                   // applied, not yet pushed (empty whenever mu is free)
@@ -147,6 +150,7 @@ func (r *room) resetLocked(head draft.Head, doc campaign.Document, rev int64, c 
 	r.delivered.Store(rev)
 	r.saved = max(c.Rev, head.Flushed)
 	r.start = head.Start
+	r.marks, r.marksFrom = r.marks[:0], rev
 	r.size = len(c.Draft) // refined by each edit's delta
 	if b, err := doc.Marshal(); err == nil {
 		r.size = len(b)

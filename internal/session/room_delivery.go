@@ -82,6 +82,7 @@ func (r *room) handleLocked(msg []byte) {
 		}
 		if ev.Type == "saved" && ev.Rev > r.saved {
 			r.saved = ev.Rev
+			r.trimMarksLocked(ev.Rev)
 		}
 	case "refresh":
 		// A restored version: the restoring edit came first on this channel;
@@ -245,6 +246,7 @@ func (r *room) applyLocked(c committed, rev int64) {
 		ch, err = r.doc.Apply(u.Ops)
 		if err == nil {
 			r.size += ch.SizeDelta
+			r.markLocked(rev, u)
 		}
 	}
 	if err != nil {

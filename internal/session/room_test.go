@@ -3,6 +3,8 @@ package session
 import (
 	"fmt"
 	"testing"
+
+	"github.com/collab-dev/collab/internal/draft"
 )
 
 // Updates held ahead of a gap are bounded: past maxPending the room drops
@@ -21,5 +23,29 @@ func TestPendingIsBounded(t *testing.T) {
 	}
 	if len(r.kick) != 1 {
 		t.Fatal("the room goroutine was not asked to rebuild")
+	}
+}
+
+// A room keeps at most maxMarks marks while its draft goes unsaved; past
+// it the oldest half goes and marksFrom says from where Held can answer.
+// A save trims what it covers, and never past the room's own rev.
+func TestMarksAreBounded(t *testing.T) {
+	r := &room{}
+	u := &draft.Update{}
+	u.By.User = "ann"
+	for rev := int64(1); rev <= maxMarks+1; rev++ {
+		r.markLocked(rev, u)
+		r.rev = rev
+	}
+	if len(r.marks) != maxMarks/2+1 || r.marksFrom != maxMarks/2 || r.marks[0].rev != maxMarks/2+1 {
+		t.Fatalf("after %d entries: %d marks from %d (first %d)", maxMarks+1, len(r.marks), r.marksFrom, r.marks[0].rev)
+	}
+	r.trimMarksLocked(maxMarks)
+	if len(r.marks) != 1 || r.marksFrom != maxMarks {
+		t.Fatalf("after a save at %d: %d marks from %d", maxMarks, len(r.marks), r.marksFrom)
+	}
+	r.trimMarksLocked(maxMarks + 10) // a save the room has not delivered yet
+	if len(r.marks) != 0 || r.marksFrom != maxMarks+1 {
+		t.Fatalf("after a save ahead of the room: %d marks from %d", len(r.marks), r.marksFrom)
 	}
 }
