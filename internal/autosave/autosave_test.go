@@ -18,10 +18,13 @@ import (
 	"github.com/collab-dev/collab/internal/commands"
 	"github.com/collab-dev/collab/internal/draft"
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/metrics"
 	"github.com/collab-dev/collab/internal/protocol"
 	"github.com/collab-dev/collab/internal/session"
 	"github.com/collab-dev/collab/internal/session/sessiontest"
 	"github.com/collab-dev/collab/internal/store"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 const doc = `{"name":"Spring","messages":{"email":{"subject":"Hi","body":"x"}}}`
@@ -879,7 +882,9 @@ func TestFlushAllFirstAndConcurrent(t *testing.T) {
 // The timer flushes a round with as few at once as finish it within half
 // the interval: a round that fits one at a time never runs saves side by
 // side (they would take CPU from live edits), and one that does not fit
-// goes wider, up to Concurrency.
+// goes wider, up to Concurrency. The timer is started once every campaign
+// of the round is due, so that they all fall in one round whatever the
+// machine's speed; a flush's measured time persists across runs of it.
 func TestTimerRoundWidth(t *testing.T) {
 	sessiontest.ForEachRedis(t, draft.Options{}, func(t *testing.T, c *sessiontest.Cluster) {
 		for _, tc := range []struct {
@@ -889,18 +894,47 @@ func TestTimerRoundWidth(t *testing.T) {
 			measure   bool // flush one campaign first, so that the width is sized
 			atOnce    func(int) bool
 		}{
-			// 6 saves of 20 ms and more: well within half of 1 s.
-			{"fits one at a time", time.Second, 6, false, func(n int) bool { return n == 1 }},
-			// 12 saves of 20 ms and more against 50 ms: 5 at once or more, capped at 4.
-			{"too large for one", 100 * time.Millisecond, 12, true, func(n int) bool { return n > 1 && n <= 4 }},
+			// 12 saves of 20 ms or more against half of 200 ms: 3 at once or
+			// more, capped at 4. First: a flush the previous case left
+			// unfinished would be measured too (a clean one, quick).
+			{"too large for one", 200 * time.Millisecond, 12, true, func(n int) bool { return n > 1 && n <= 4 }},
+			// Nothing measured yet: one at a time (the old fixed width ran 4).
+			{"fits one at a time", 500 * time.Millisecond, 6, false, func(n int) bool { return n == 1 }},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				st := &countingStore{Store: c.Store}
-				n, _ := node(c, autosave.Options{Interval: tc.interval, Concurrency: 4}, st)
+				st := &countingStore{Store: c.Store} // 20 ms a save
+				var f *autosave.Flusher
+				var dr *leaseCounting
+				n := c.Node(session.Config{}, func(n *sessiontest.Node) {
+					dr = &leaseCounting{Drafts: n.Buf}
+					f = autosave.New(dr, st, autosave.Options{Interval: tc.interval, Concurrency: 4}, quiet)
+					n.Hub.SetSaver(f)
+				})
+				run := func() (stop func()) {
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan struct{})
+					go func() { defer close(done); f.Run(ctx) }()
+					return func() { cancel(); <-done }
+				}
 				if tc.measure {
+					ok := metrics.Flushes.WithLabelValues(string(campaign.TriggerTimer), "ok")
+					before := testutil.ToFloat64(ok)
+					stop := run()
 					first := c.Campaign("w1", doc)
 					editDirect(t, c, n, first, "measured")
-					waitSaved(t, c, first, "measured")
+					// Counted once the flush has ended (announce, trim, clean
+					// come after the save): stopped before then, it measures
+					// nothing.
+					for deadline := time.Now().Add(5 * time.Second); testutil.ToFloat64(ok) == before; {
+						if time.Now().After(deadline) {
+							t.Fatal("the measuring flush did not end")
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+					stop()
+					dr.mu.Lock()
+					dr.maxAtOnce = 0
+					dr.mu.Unlock()
 				}
 				var ids []string
 				for i := 0; i < tc.campaigns; i++ {
@@ -908,17 +942,46 @@ func TestTimerRoundWidth(t *testing.T) {
 					editDirect(t, c, n, id, "unsaved")
 					ids = append(ids, id)
 				}
+				time.Sleep(tc.interval + 50*time.Millisecond) // every one due
+				defer run()()
 				for _, id := range ids {
 					waitSaved(t, c, id, "unsaved")
 				}
-				st.mu.Lock()
-				defer st.mu.Unlock()
-				if !tc.atOnce(st.maxAtOnce) {
-					t.Fatalf("interval %v: %d timer saves at once", tc.interval, st.maxAtOnce)
+				dr.mu.Lock()
+				defer dr.mu.Unlock()
+				if !tc.atOnce(dr.maxAtOnce) {
+					t.Fatalf("interval %v: %d timer flushes at once", tc.interval, dr.maxAtOnce)
 				}
 			})
 		}
 	})
+}
+
+// leaseCounting counts the flushes in progress: from the lease a flush
+// takes first to the one it gives back last (the store may serialise the
+// saves themselves).
+type leaseCounting struct {
+	autosave.Drafts
+	mu             sync.Mutex
+	now, maxAtOnce int
+}
+
+func (d *leaseCounting) Lease(ctx context.Context, campaign, token string, ttl time.Duration) (bool, error) {
+	ok, err := d.Drafts.Lease(ctx, campaign, token, ttl)
+	if ok {
+		d.mu.Lock()
+		d.now++
+		d.maxAtOnce = max(d.maxAtOnce, d.now)
+		d.mu.Unlock()
+	}
+	return ok, err
+}
+
+func (d *leaseCounting) Unlease(ctx context.Context, campaign, token string) error {
+	d.mu.Lock()
+	d.now--
+	d.mu.Unlock()
+	return d.Drafts.Unlease(ctx, campaign, token)
 }
 
 func waitSaved(t *testing.T, c *sessiontest.Cluster, id, name string) {
