@@ -504,7 +504,7 @@ func TestFlusherKilledMidFlush(t *testing.T) {
 		a.Edit(id, 1, `[{"op":"replace","path":"/name","value":"half flushed"}]`)
 		want(t, a, "ack")
 		n.Buf.Lease(ctx, id, "dying-node", lease)
-		d, err := n.Buf.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) { return c.Store.Campaign(ctx, "w1", id) })
+		d, err := n.Buf.Build(ctx, nil, func(ctx context.Context) (*campaign.Campaign, error) { return c.Store.Campaign(ctx, "w1", id) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1001,9 +1001,9 @@ type countingDrafts struct {
 	builds atomic.Int32
 }
 
-func (d *countingDrafts) Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error) {
+func (d *countingDrafts) Build(ctx context.Context, saved *campaign.Campaign, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error) {
 	d.builds.Add(1)
-	return d.Drafts.Build(ctx, load)
+	return d.Drafts.Build(ctx, saved, load)
 }
 
 // A timer flush takes the working draft this node's room holds, which is
@@ -1026,7 +1026,7 @@ func TestTimerFlushTakesTheRoomsDraft(t *testing.T) {
 		id, a, b := c.Pair(n, doc, "bob", auth.Editor)
 		build := func() (*draft.Draft, []byte) {
 			t.Helper()
-			d, err := n.Buf.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) { return c.Store.Campaign(ctx, "w1", id) })
+			d, err := n.Buf.Build(ctx, nil, func(ctx context.Context) (*campaign.Campaign, error) { return c.Store.Campaign(ctx, "w1", id) })
 			if err != nil {
 				t.Fatal(err)
 			}

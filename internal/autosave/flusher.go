@@ -33,10 +33,9 @@ import (
 
 // Drafts is the Redis side the Flusher needs; *draft.Buffer implements it.
 type Drafts interface {
-	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
+	Build(ctx context.Context, saved *campaign.Campaign, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 	Head(ctx context.Context, campaign string) (draft.Head, bool, error)
 	Flushed(ctx context.Context, campaign string, rev int64) (draft.Head, error)
-	Workspace(ctx context.Context, campaign string) (string, error)
 	Publish(ctx context.Context, campaign string, msg []byte) error
 	Lease(ctx context.Context, campaign, token string, ttl time.Duration) (bool, error)
 	Unlease(ctx context.Context, campaign, token string) error
@@ -196,21 +195,21 @@ func (f *Flusher) Flush(ctx context.Context, id string, trigger campaign.Trigger
 }
 
 func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.Trigger) (Result, error) {
-	ws, err := f.drafts.Workspace(ctx, id)
-	if errcode.Is(err, errcode.NotFound) {
+	head, ok, err := f.drafts.Head(ctx, id)
+	if err != nil {
+		return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
+	}
+	if !ok {
 		// No buffer: nothing unsaved can exist (it was never opened, or Redis
 		// lost it, which the next open turns into a new epoch).
 		return Result{Campaign: id}, f.drafts.Forget(ctx, id)
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
 	}
 	for attempt := 0; ; attempt++ {
 		// Only the timer takes a held draft, and only on a first attempt:
 		// the other triggers are rare and stay on the path that reads
 		// everything from Redis, and a retry follows a refusal (another
 		// flusher saved first, the epoch ended) that the log settles.
-		d, doc, err := f.working(ctx, ws, id, trigger == campaign.TriggerTimer && attempt == 0)
+		d, doc, err := f.working(ctx, id, head, trigger == campaign.TriggerTimer && attempt == 0)
 		if err != nil {
 			return Result{}, fmt.Errorf("flush campaign %s: %w", id, err)
 		}
@@ -223,7 +222,7 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 				f.drafts.MarkClean(ctx, id)
 		}
 		at := time.Now()
-		v, err := f.store.SaveDraft(ctx, store.DraftSave{Workspace: ws, ID: id, BaseVersion: saved.Version,
+		v, err := f.store.SaveDraft(ctx, store.DraftSave{Workspace: head.Workspace, ID: id, BaseVersion: saved.Version,
 			RevFrom: saved.Rev + 1, Rev: d.Rev, Epoch: d.Epoch, Doc: doc, By: d.Last, Authors: d.Authors, Trigger: trigger, At: at, RestoredFrom: d.RestoredFrom})
 		if errors.Is(err, store.ErrEpochFenced) {
 			// Built in an epoch that ended while this flush was on its way
@@ -249,21 +248,20 @@ func (f *Flusher) flushLeased(ctx context.Context, id string, trigger campaign.T
 }
 
 // working returns the campaign's working draft and its document encoded:
-// with held, the holder's when it has every entry above the saved rev and
-// up to Redis's head; else rebuilt from the saved draft and the log. Either
-// way a saved draft that cannot be read is never written over.
-func (f *Flusher) working(ctx context.Context, ws, id string, held bool) (*draft.Draft, []byte, error) {
+// with held, the holder's when it has delivered head and holds every entry
+// above the saved rev; else rebuilt from the saved draft and the log.
+// Either way a saved draft that cannot be read is never written over.
+func (f *Flusher) working(ctx context.Context, id string, head draft.Head, held bool) (*draft.Draft, []byte, error) {
+	load := func(ctx context.Context) (*campaign.Campaign, error) {
+		return f.store.Campaign(ctx, head.Workspace, id)
+	}
 	var saved *campaign.Campaign
 	if held && f.holder != nil {
-		c, err := f.store.Campaign(ctx, ws, id)
+		c, err := load(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
-		head, ok, err := f.drafts.Head(ctx, id)
-		if err != nil {
-			return nil, nil, err
-		}
-		if ok && head.Rev > c.Rev {
+		if head.Rev > c.Rev {
 			hctx, cancel := context.WithTimeout(ctx, heldWait)
 			h, ok := f.holder.Held(hctx, id, c.Rev, head)
 			cancel()
@@ -272,18 +270,12 @@ func (f *Flusher) working(ctx context.Context, ws, id string, held bool) (*draft
 					return nil, nil, errcode.New(errcode.Invalid, "campaign %s: the saved draft is not a JSON object", id)
 				}
 				metrics.FlushSources.WithLabelValues("room").Inc()
-				return &draft.Draft{Saved: c, Rev: h.Rev, Epoch: h.Epoch, Authors: h.Authors, Last: h.Last, RestoredFrom: h.RestoredFrom}, h.Doc, nil
+				return &draft.Draft{Saved: c, Rev: h.Rev, Epoch: h.Epoch, Authorship: h.Authorship}, h.Doc, nil
 			}
 		}
 		saved = c
 	}
-	d, err := f.drafts.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) {
-		if c := saved; c != nil {
-			saved = nil
-			return c, nil
-		}
-		return f.store.Campaign(ctx, ws, id)
-	})
+	d, err := f.drafts.Build(ctx, saved, load)
 	if err != nil {
 		return nil, nil, err
 	}

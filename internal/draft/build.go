@@ -15,13 +15,7 @@ type Draft struct {
 	Saved *campaign.Campaign
 	Doc   campaign.Document
 	Rev   int64
-	// Authors are the users with an entry after the saved rev, in order of
-	// their first; Last is the newest entry's user.
-	Authors []string
-	Last    string
-	// RestoredFrom is the history version the newest restore after the
-	// saved rev brought back (0 when none): the save of this draft records it.
-	RestoredFrom int64
+	Authorship
 	// FirstAt is when the oldest unsaved entry was made (zero when none).
 	FirstAt time.Time
 	// Epoch is the epoch Rev counts in, read with the log: a save of this
@@ -29,18 +23,40 @@ type Draft struct {
 	Epoch string
 }
 
+// Authorship is who made a run of entries, as a save records it: Authors
+// are the users in order of their first entry, Last the newest entry's
+// user, RestoredFrom the history version the newest restore among them
+// brought back (0 when none).
+type Authorship struct {
+	Authors      []string
+	Last         string
+	RestoredFrom int64
+	seen         map[string]struct{} // Authors as a set: a run may hold many entries
+}
+
+// Add counts the next entry of the run.
+func (a *Authorship) Add(user string, restored int64) {
+	if _, ok := a.seen[user]; !ok {
+		if a.seen == nil {
+			a.seen = map[string]struct{}{}
+		}
+		a.seen[user] = struct{}{}
+		a.Authors = append(a.Authors, user)
+	}
+	if restored > 0 {
+		a.RestoredFrom = restored
+	}
+	a.Last = user
+}
+
 // Held is a working draft a node keeps current in memory as it delivers the
 // log (a session room): what Build would replay, already applied, above a
 // saved rev. A timer flush takes it instead of rebuilding the draft.
 type Held struct {
-	Doc   []byte // the document, encoded
-	Rev   int64
-	Epoch string // the epoch Rev counts in, as the holder knows it
-	// Authors, Last and RestoredFrom are those of Draft, over the entries
-	// above the saved rev the holder was asked about.
-	Authors      []string
-	Last         string
-	RestoredFrom int64
+	Doc        []byte // the document, encoded
+	Rev        int64
+	Epoch      string // the epoch Rev counts in, as the holder knows it
+	Authorship        // of the entries above the saved rev the holder was asked about
 }
 
 // Update is the part of an update message that rebuilding a draft reads.
@@ -64,16 +80,20 @@ func DecodeUpdate(msg []byte) (*Update, error) {
 	return &u, nil
 }
 
-// Build rebuilds a campaign's working draft from its saved draft (load) and
-// the log after its rev. A flush may land between the two reads and trim
+// Build rebuilds a campaign's working draft from its saved draft and the log
+// after its rev. saved is the saved campaign when the caller has read it
+// already (nil: load reads it); load reads it again when needed. A flush may land between the two reads and trim
 // what is needed; then the saved campaign is read again. A log that does not
 // continue the saved draft even so means Redis lost history the store
 // depends on: that is an error, never a silent gap.
-func (b *Buffer) Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*Draft, error) {
+func (b *Buffer) Build(ctx context.Context, saved *campaign.Campaign, load func(context.Context) (*campaign.Campaign, error)) (*Draft, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := load(ctx)
-		if err != nil {
-			return nil, err
+		c := saved
+		if attempt > 0 || c == nil {
+			var err error
+			if c, err = load(ctx); err != nil {
+				return nil, err
+			}
 		}
 		entries, epoch, err := b.logAndEpoch(ctx, c.ID, c.Rev)
 		if err != nil {
@@ -90,7 +110,6 @@ func (b *Buffer) Build(ctx context.Context, load func(context.Context) (*campaig
 			return nil, fmt.Errorf("campaign %s: saved draft: %w", c.ID, err)
 		}
 		d := &Draft{Saved: c, Doc: doc, Rev: c.Rev, Epoch: epoch}
-		seen := map[string]bool{}
 		for _, e := range entries {
 			if e.Rev != d.Rev+1 {
 				break // a concurrent append past our read; the next read gets it
@@ -105,14 +124,8 @@ func (b *Buffer) Build(ctx context.Context, load func(context.Context) (*campaig
 			if d.FirstAt.IsZero() {
 				d.FirstAt = e.At
 			}
-			if !seen[u.By.User] {
-				seen[u.By.User] = true
-				d.Authors = append(d.Authors, u.By.User)
-			}
-			if u.Restored > 0 {
-				d.RestoredFrom = u.Restored
-			}
-			d.Last, d.Rev = u.By.User, e.Rev
+			d.Add(u.By.User, u.Restored)
+			d.Rev = e.Rev
 		}
 		return d, nil
 	}

@@ -116,7 +116,10 @@ type Head struct {
 	Floor   int64  // the log holds the revs after Floor
 	Flushed int64  // the durable store holds the draft up to this rev
 	Status  string
-	Created bool // this call started a new epoch
+	// Workspace is the campaign's workspace, recorded at open (read by
+	// Head only).
+	Workspace string
+	Created   bool // this call started a new epoch
 	// Start is the saved rev when the epoch began: every rev at or below it
 	// was durable then, in any epoch.
 	Start int64
@@ -157,7 +160,7 @@ func (b *Buffer) Open(ctx context.Context, workspace, campaign string, savedRev 
 // Head reads where the campaign's log stands; ok is false when the buffer
 // does not exist (never opened, or lost).
 func (b *Buffer) Head(ctx context.Context, campaign string) (h Head, ok bool, err error) {
-	res, err := b.rdb.HMGet(ctx, b.keys(campaign).meta, "rev", "epoch", "floor", "flushed", "status").Result()
+	res, err := b.rdb.HMGet(ctx, b.keys(campaign).meta, "rev", "epoch", "floor", "flushed", "status", "ws").Result()
 	if err != nil {
 		return Head{}, false, unavailable("read draft head of "+campaign, err)
 	}
@@ -165,19 +168,7 @@ func (b *Buffer) Head(ctx context.Context, campaign string) (h Head, ok bool, er
 		return Head{}, false, nil
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
-	return Head{Rev: atoi(str(res[0])), Epoch: str(res[1]), Floor: atoi(str(res[2])), Flushed: atoi(str(res[3])), Status: str(res[4])}, true, nil
-}
-
-// Workspace returns the workspace recorded when the buffer was opened.
-func (b *Buffer) Workspace(ctx context.Context, campaign string) (string, error) {
-	ws, err := b.rdb.HGet(ctx, b.keys(campaign).meta, "ws").Result()
-	if errors.Is(err, redis.Nil) {
-		return "", errcode.New(errcode.NotFound, "no draft buffer for campaign %s", campaign)
-	}
-	if err != nil {
-		return "", unavailable("read draft workspace of "+campaign, err)
-	}
-	return ws, nil
+	return Head{Rev: atoi(str(res[0])), Epoch: str(res[1]), Floor: atoi(str(res[2])), Flushed: atoi(str(res[3])), Status: str(res[4]), Workspace: str(res[5])}, true, nil
 }
 
 // SetStatus records a lifecycle change in the buffer (the edit script

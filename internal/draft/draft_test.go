@@ -517,7 +517,7 @@ func TestLogReadsInPages(t *testing.T) {
 		if len(part) != 1000 || part[0].Rev != 501 || part[999].Rev != 1500 {
 			t.Fatalf("range: %d entries", len(part))
 		}
-		d, err := b.Build(context.Background(), func(context.Context) (*campaign.Campaign, error) {
+		d, err := b.Build(context.Background(), nil, func(context.Context) (*campaign.Campaign, error) {
 			return &campaign.Campaign{ID: "c1", Draft: []byte(`{}`)}, nil
 		})
 		if err != nil || d.Rev != n || d.Epoch != e.head.Epoch {

@@ -55,7 +55,7 @@ func (r *Restorer) Restore(ctx context.Context, workspace, id string, v int64, u
 		if err != nil {
 			return 0, err
 		}
-		d, err := r.Drafts.Build(ctx, load)
+		d, err := r.Drafts.Build(ctx, saved, load)
 		if err != nil {
 			return 0, err
 		}

@@ -37,7 +37,7 @@ type Drafts interface {
 	Apply(ctx context.Context, b draft.Batch) (draft.Result, error)
 	ApplyMany(ctx context.Context, batches []draft.Batch) ([]draft.Result, error)
 	Log(ctx context.Context, campaign string, after, upto int64) ([]draft.Entry, error)
-	Build(ctx context.Context, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
+	Build(ctx context.Context, saved *campaign.Campaign, load func(context.Context) (*campaign.Campaign, error)) (*draft.Draft, error)
 	Channel(campaign string) string
 	Publish(ctx context.Context, campaign string, msg []byte) error
 	FeedChannel(workspace string) string

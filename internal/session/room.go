@@ -193,12 +193,7 @@ func (r *room) open(ctx context.Context, c *campaign.Campaign) (draft.Head, camp
 // build returns the working draft, starting from c (already read) and
 // reading the campaign again only when a concurrent flush trimmed the log.
 func (r *room) build(ctx context.Context, c *campaign.Campaign) (campaign.Document, int64, error) {
-	first := true
-	d, err := r.hub.drafts.Build(ctx, func(ctx context.Context) (*campaign.Campaign, error) {
-		if first {
-			first = false
-			return c, nil
-		}
+	d, err := r.hub.drafts.Build(ctx, c, func(ctx context.Context) (*campaign.Campaign, error) {
 		return r.hub.campaigns.Campaign(ctx, r.ws, r.id)
 	})
 	if err != nil {

@@ -41,7 +41,7 @@ func (r *room) trimMarksLocked(upto int64) {
 }
 
 // Held returns this node's working draft of a campaign once its room has
-// delivered head (Redis's rev and epoch, read after the saved rev), when the
+// delivered head (Redis's rev and epoch, read under the flush lease), when the
 // room holds every entry above the saved rev `above`: the timer flush saves
 // it without rebuilding it from the saved draft and the log, and it is the
 // same draft, no older. It waits for the room to catch up (a group
@@ -62,7 +62,7 @@ func (h *Hub) Held(ctx context.Context, campaign string, above int64, head draft
 	got := make(chan answer, 1) // the waiter runs under the room lock: it must not block
 	r.after(head.Rev, func(delivered bool) {
 		var a answer
-		if delivered {
+		if delivered && ctx.Err() == nil { // a caller that gave up gets no encoding
 			a.d, a.ok = r.heldLocked(above, head.Epoch)
 		}
 		got <- a
@@ -84,19 +84,10 @@ func (r *room) heldLocked(above int64, epoch string) (draft.Held, bool) {
 		return draft.Held{}, false
 	}
 	d := draft.Held{Doc: doc, Rev: r.rev, Epoch: r.epoch}
-	seen := map[string]bool{}
 	for _, m := range r.marks {
-		if m.rev <= above {
-			continue
+		if m.rev > above {
+			d.Add(m.user, m.restored)
 		}
-		if !seen[m.user] {
-			seen[m.user] = true
-			d.Authors = append(d.Authors, m.user)
-		}
-		if m.restored > 0 {
-			d.RestoredFrom = m.restored
-		}
-		d.Last = m.user
 	}
 	return d, true
 }
