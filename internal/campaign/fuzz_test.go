@@ -133,3 +133,37 @@ func FuzzDecodeScalar(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanOps: a batch the scanner reads is exactly what encoding/json reads.
+func FuzzScanOps(f *testing.F) {
+	for _, s := range []string{`[{"op":"add","path":"/a/b","value":{"c":[1,null]}}]`, `[{"op":"remove","path":"/x"},{"op":"test","path":"/y","value":null}]`,
+		`[]`, `[{"op":"add","op":"remove","path":"/a"}]`, `[{"op":"add","path":"/\u00e9","value":1}]`, `[{"op":"move","from":"/a","path":"/b"}]`, `[1]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := scanOps(raw)
+		if !ok {
+			return
+		}
+		var want []Op
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatalf("scanned %q, which encoding/json refuses: %v", raw, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d ops, encoding/json %d", raw, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].Op != want[i].Op || got[i].Path != want[i].Path || string(got[i].Value) != string(want[i].Value) {
+				t.Fatalf("%q op %d:\nscanned  %+v\nencoding %+v", raw, i, got[i], want[i])
+			}
+		}
+	})
+}
+
+func TestScanOpsReadsCommonBatches(t *testing.T) {
+	for _, s := range []string{`[{"op":"replace","path":"/name","value":"Spring"}]`, `[{"op":"add","path":"/fields/w1","value":3},{"op":"remove","path":"/tags/0"}]`} {
+		if _, ok := scanOps([]byte(s)); !ok {
+			t.Errorf("left to encoding/json: %s", s)
+		}
+	}
+}

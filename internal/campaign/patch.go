@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/jsonscan"
 )
 
 // Op is one JSON Patch (RFC 6902) operation. collab supports add, replace,
@@ -27,14 +28,52 @@ func (o Op) Writes() bool { return o.Op != "test" }
 // well-formed pointers, never the root, a value where one is needed. It does
 // not look at any document; Apply does that.
 func ParsePatch(raw []byte) ([]Op, error) {
-	var ops []Op
-	if err := json.Unmarshal(raw, &ops); err != nil {
-		return nil, errcode.New(errcode.Invalid, "ops: must be an array of JSON Patch operations: %v", err)
+	ops, ok := scanOps(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &ops); err != nil {
+			return nil, errcode.New(errcode.Invalid, "ops: must be an array of JSON Patch operations: %v", err)
+		}
 	}
 	if err := CheckOps(ops); err != nil {
 		return nil, err
 	}
 	return ops, nil
+}
+
+// scanOps reads the usual batch, an array of objects with plain op and path
+// and any value, without reflection; false on anything else (see
+// jsonscan), which encoding/json then reads. Values share raw's memory.
+func scanOps(raw []byte) ([]Op, bool) {
+	ops := make([]Op, 0, 1)
+	ok := jsonscan.Array(raw, func(elem []byte) bool {
+		var op Op
+		var seen uint8
+		if !jsonscan.Object(elem, func(key string, v []byte) bool {
+			var bit uint8
+			var ok bool
+			switch key {
+			case "op":
+				bit = 1
+				op.Op, ok = jsonscan.Plain(v)
+			case "path":
+				bit = 2
+				op.Path, ok = jsonscan.Plain(v)
+			case "value":
+				bit = 4
+				op.Value, ok = v, true
+			}
+			if !ok || seen&bit != 0 {
+				return false
+			}
+			seen |= bit
+			return true
+		}) {
+			return false
+		}
+		ops = append(ops, op)
+		return true
+	})
+	return ops, ok
 }
 
 // CheckOps validates ops decoded elsewhere and fills in their Pointer.

@@ -297,3 +297,53 @@ func BenchmarkUpdateFrame(b *testing.B) {
 		}
 	}
 }
+
+// FuzzScanRequest: a frame the scanner reads means exactly what
+// encoding/json reads in it.
+func FuzzScanRequest(f *testing.F) {
+	for _, s := range scannedFrames {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{`{"type":"edit","base":1.5}`, `{"type":"edit","Type":"x"}`, `{"type":"a","type":"b"}`, `{"ref":null,"type":"x"}`,
+		`{"type":"x","keep_open":1}`, `{"type":"x","offset":99999999999999999999}`, `{"type":"\u0065dit"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := scanRequest(data)
+		if !ok {
+			return
+		}
+		var want Request
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("scanned %q, which encoding/json refuses: %v", data, err)
+		}
+		if !reflect.DeepEqual(*got, want) {
+			t.Fatalf("%q:\nscanned  %+v\nencoding %+v", data, *got, want)
+		}
+	})
+}
+
+// The frames a browser and collab bench send most: the scanner must read
+// them, not leave them to encoding/json.
+var scannedFrames = []string{
+	`{"type":"edit","campaign":"c1","base":12,"id":"b-7","ref":7,"ops":[{"op":"replace","path":"/name","value":"Spring"}]}`,
+	`{"type":"edit","campaign":"c1","base":0,"ops":[{"op":"add","path":"/fields/w1","value":{"a":[1,2]}}],"ref":"r1"}`,
+	` { "type" : "join" , "campaign" : "c-2" , "since" : 40 , "epoch" : "e1" } `,
+	`{"type":"hello","token":"aaa.bbb.ccc"}`,
+	`{"type":"editor.done","campaign":"c","path":"/messages/email/body","value":"<p>é</p>","keep_open":true}`,
+	`{"type":"audience.list","query":"spring","offset":0,"limit":50}`,
+}
+
+func TestScanRequestReadsCommonFrames(t *testing.T) {
+	for _, s := range scannedFrames {
+		got, ok := scanRequest([]byte(s))
+		if !ok {
+			t.Errorf("left to encoding/json: %s", s)
+			continue
+		}
+		var want Request
+		if err := json.Unmarshal([]byte(s), &want); err != nil || !reflect.DeepEqual(*got, want) {
+			t.Errorf("%s:\nscanned  %+v\nencoding %+v (%v)", s, *got, want, err)
+		}
+	}
+}
