@@ -125,7 +125,7 @@ func FuzzValue(f *testing.F) {
 		if whole && !json.Valid(b) {
 			t.Fatalf("Value accepted invalid JSON %q", b)
 		}
-		if valid && !whole && bytes.Count(b, []byte("[")) + bytes.Count(b, []byte("{")) <= maxDepth {
+		if valid && !whole && bytes.Count(b, []byte("["))+bytes.Count(b, []byte("{")) <= maxDepth {
 			t.Fatalf("Value refused valid JSON %q (end %d)", b, end)
 		}
 	})
