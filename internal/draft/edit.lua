@@ -28,7 +28,18 @@
 -- writer and the newest write by any other session ("r1 s1 r2 s2"), which is
 -- all a "rev by another session above base" question needs. The cost is
 -- O(ops x path depth), whatever the document's size.
-local meta = redis.call('HMGET', KEYS[1], 'rev', 'epoch', 'floor', 'status', 'run', 'checked', 'fence', 'saved')
+--
+-- The script runs for every group commit, and its Lua, not the commands it
+-- calls, was most of its time: globals are read into locals once, nothing
+-- is rebuilt per batch that the call can build once (field names, a key's
+-- ancestors), no closure is made per batch, and a rev is formatted once.
+local call, pcall, tonumber, tostring, unpack = redis.call, pcall, tonumber, tostring, unpack
+local match, find, sub, min, floorf = string.match, string.find, string.sub, math.min, math.floor
+local concat = table.concat
+local KEYS, ARGV = KEYS, ARGV
+local nargs = #ARGV
+
+local meta = call('HMGET', KEYS[1], 'rev', 'epoch', 'floor', 'status', 'run', 'checked', 'fence', 'saved')
 -- A refusal of the whole buffer: every batch gets it.
 local function all(status, rev, extra)
   if extra then return {'*', status, rev or '0', extra} end
@@ -49,21 +60,21 @@ if meta[7] == 'pending' then return all('unfenced', meta[1]) end
 -- second. A BGSAVE changes it too, which costs one more question. 'checked'
 -- and 'saved' are restored with the buffer. (A server without INFO or
 -- LASTSAVE in scripts, the in-process one, has run id "" and LASTSAVE "-".)
-local now = redis.call('TIME')
+local now = call('TIME')
 local sec = tonumber(now[1])
-now = sec * 1000 + math.floor(tonumber(now[2]) / 1000)
+now = sec * 1000 + floorf(tonumber(now[2]) / 1000)
 local saved = '-'
 do
-  local ok, ls = pcall(redis.call, 'LASTSAVE')
+  local ok, ls = pcall(call, 'LASTSAVE')
   if ok and type(ls) == 'number' then saved = tostring(ls) end
 end
 if saved ~= meta[8] or now - tonumber(meta[6] or '0') > 1000 then
   local run = ''
-  local ok, info = pcall(redis.call, 'INFO', 'server')
-  if ok and type(info) == 'string' then run = string.match(info, 'run_id:(%w+)') or '' end
+  local ok, info = pcall(call, 'INFO', 'server')
+  if ok and type(info) == 'string' then run = match(info, 'run_id:(%w+)') or '' end
   if meta[5] ~= run then return all('restarted', meta[1]) end
   if saved ~= '-' and tonumber(saved) >= sec then saved = '' end
-  redis.call('HSET', KEYS[1], 'checked', now, 'saved', saved)
+  call('HSET', KEYS[1], 'checked', now, 'saved', saved)
 end
 if meta[4] == 'archived' then return all('archived', meta[1]) end
 
@@ -79,39 +90,73 @@ if not check then room = tonumber(ARGV[4]) - (rev - floor) end
 -- Field values of the paths hash, read once per field (HMGET) and written
 -- once at the end (one HSET); vals caches them across the call's batches,
 -- so each batch sees what the ones before it wrote. dirty lists the changed.
-local vals, dirty = {}, {}
-local function load(fields)
-  local need = {}
-  for _, f in ipairs(fields) do
-    if vals[f] == nil then need[#need + 1] = f end
-  end
-  -- In chunks: unpack is bounded by Lua's C stack (about 8,000 values).
-  for i = 1, #need, 1000 do
-    local j = math.min(i + 999, #need)
-    local got = redis.call('HMGET', KEYS[2], unpack(need, i, j))
-    for n = i, j do vals[need[n]] = got[n - i + 1] or false end
-  end
-end
+local vals, dirty, ndirty = {}, {}, 0
 
--- the strict ancestors of an escaped pointer ("/a/b/c" -> "/a", "/a/b")
-local function ancestors(p)
-  local out = {}
-  local i = 2
+-- What a conflict key needs, built once per call: its own fields ("s"..key,
+-- "a"..key) and its strict ancestors' ("/a/b/c" -> "/a", "/a/b"), both
+-- fields of each.
+local function fieldsOf(key)
+  local f = {s = 's' .. key, a = 'a' .. key, anca = {}, ancs = {}}
+  local n, i = 0, 2
   while true do
-    local j = string.find(p, '/', i, true)
+    local j = find(key, '/', i, true)
     if not j then break end
-    out[#out + 1] = string.sub(p, 1, j - 1)
+    local q = sub(key, 1, j - 1)
+    n = n + 1
+    f.anca[n] = 'a' .. q
+    f.ancs[n] = 's' .. q
     i = j + 1
   end
-  return out
+  f.n = n
+  return f
 end
 
-local out = {}
+local out, nout = {}, 0
 local function answer(status, r, extra)
-  out[#out + 1] = status
-  out[#out + 1] = tostring(r)
-  out[#out + 1] = tostring(#extra)
-  for _, x in ipairs(extra) do out[#out + 1] = x end
+  out[nout + 1] = status
+  out[nout + 2] = r
+  if not extra then
+    out[nout + 3] = '0'
+    nout = nout + 3
+    return
+  end
+  out[nout + 3] = tostring(#extra)
+  nout = nout + 3
+  for k = 1, #extra do
+    nout = nout + 1
+    out[nout] = extra[k]
+  end
+end
+
+-- the newest rev written by a session other than sess, from "r1 s1 r2 s2"
+local function other(v, sess)
+  if not v then return 0 end
+  local r1, s1, r2 = match(v, '^(%d+) (%S+) ?(%d*)')
+  if s1 ~= sess then return tonumber(r1) end
+  if r2 == '' then return 0 end
+  return tonumber(r2)
+end
+
+-- records a write by me (rev .. ' ' .. sess) in field f
+local function bump(f, me, sess)
+  local v = vals[f]
+  local nv = me
+  if v then
+    local r1, s1, r2, s2 = match(v, '^(%d+) (%S+) ?(%d*) ?(%S*)$')
+    if s1 == sess then
+      if r2 ~= '' then nv = me .. ' ' .. r2 .. ' ' .. s2 end
+    else
+      nv = me .. ' ' .. r1 .. ' ' .. s1
+    end
+  end
+  if v ~= nv then
+    vals[f] = nv
+    if not dirty[f] then
+      dirty[f] = true
+      ndirty = ndirty + 1
+      dirty[ndirty] = f
+    end
+  end
 end
 
 -- One pass ahead reads what every batch needs in two calls, one HMGET of
@@ -119,144 +164,148 @@ end
 -- microseconds whatever it reads, and a group commit carries up to 128
 -- batches. The batches are then decided one by one on the cached values,
 -- each seeing what the ones before it wrote (vals, seen); the writes go out
--- in one HSET each at the end. ancOf keeps each key's ancestors, computed
--- once per call.
-local seen, ids, fields, ancOf = {}, {}, {}, {}
+-- in one HSET each at the end.
+local seen, ids, fields, fieldsFor = {}, {}, {}, {}
 do
+  local nids, nfields = 0, 0
+  -- keys share ancestors ("/fields" of every "/fields/x"): each field once
+  local function need(field)
+    if vals[field] == nil then
+      vals[field] = false
+      nfields = nfields + 1
+      fields[nfields] = field
+    end
+  end
   local j = 6
-  while j <= #ARGV do
+  while j <= nargs do
     local dedup, n = ARGV[j + 2], tonumber(ARGV[j + 6])
     if dedup ~= '' and seen[dedup] == nil then
       seen[dedup] = false
-      ids[#ids + 1] = dedup
+      nids = nids + 1
+      ids[nids] = dedup
     end
     for k = j + 7, j + 6 + 2 * n, 2 do
       local key = ARGV[k]
-      if not ancOf[key] then
-        ancOf[key] = ancestors(key)
-        fields[#fields + 1] = 's' .. key
-        fields[#fields + 1] = 'a' .. key
-        for _, q in ipairs(ancOf[key]) do
-          fields[#fields + 1] = 'a' .. q
-          fields[#fields + 1] = 's' .. q
+      if not fieldsFor[key] then
+        local f = fieldsOf(key)
+        fieldsFor[key] = f
+        need(f.s)
+        need(f.a)
+        for q = 1, f.n do
+          need(f.anca[q])
+          need(f.ancs[q])
         end
       end
     end
     j = j + 7 + 2 * n
   end
-  for c = 1, #ids, 1000 do
-    local got = redis.call('HMGET', KEYS[4], unpack(ids, c, math.min(c + 999, #ids)))
-    for n = c, math.min(c + 999, #ids) do seen[ids[n]] = got[n - c + 1] or false end
+  -- In chunks: unpack is bounded by Lua's C stack (about 8,000 values).
+  for c = 1, nids, 1000 do
+    local e = min(c + 999, nids)
+    local got = call('HMGET', KEYS[4], unpack(ids, c, e))
+    for n = c, e do seen[ids[n]] = got[n - c + 1] or false end
   end
-  load(fields)
+  for c = 1, nfields, 1000 do
+    local e = min(c + 999, nfields)
+    local got = call('HMGET', KEYS[2], unpack(fields, c, e))
+    for n = c, e do vals[fields[n]] = got[n - c + 1] or false end
+  end
 end
 
-local published, idlog, newids = {}, {}, {}
+local published, npub, idlog, nidlog, newids, nnew = {}, 0, {}, 0, {}, 0
+local conflicts = {}
 local i = 6
-while i <= #ARGV do
-  local base, sess, dedup = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
-  local prefix, suffix, nonce = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local n = tonumber(ARGV[i + 6])
-  local first = i + 7
-  i = first + 2 * n
-
-  -- the newest rev written by a session other than sess, from "r1 s1 r2 s2"
-  local function other(v)
-    if not v then return 0 end
-    local r1, s1, r2 = string.match(v, '^(%d+) (%S+) ?(%d*)')
-    if s1 ~= sess then return tonumber(r1) end
-    if r2 == '' then return 0 end
-    return tonumber(r2)
-  end
+while i <= nargs do
+  local at = i -- base, session, dedup, prefix, suffix, nonce, n, then the keys
+  local base, sess, dedup = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
+  local n = tonumber(ARGV[at + 6])
+  local first = at + 7
+  local last = first + 2 * n - 1
+  i = last + 1
 
   local prev = false
   if dedup ~= '' then prev = seen[dedup] end
   if prev then
-    local r, nn = string.match(prev, '^(%d+) ?(.*)$')
+    local r, nn = match(prev, '^(%d+) ?(.*)$')
     answer('dup', r, {nn})
   elseif base > rev then
-    answer('ahead', rev, {})
+    answer('ahead', tostring(rev))
   elseif base < floor then
-    answer('gap', rev, {})
+    answer('gap', tostring(rev))
   elseif not check and room <= 0 then
-    answer('full', rev, {})
+    answer('full', tostring(rev))
   else
-    local ops = {}
-    for k = first, first + 2 * n - 1, 2 do
+    local nc = 0
+    for k = first, last, 2 do
       local key = ARGV[k]
-      ops[#ops + 1] = {key = key, write = ARGV[k + 1] == 'w', anc = ancOf[key]}
-    end
-    local conflicts = {}
-    for _, op in ipairs(ops) do
-      local hit = other(vals['s' .. op.key]) > base
+      local f = fieldsFor[key]
+      local hit = other(vals[f.s], sess) > base
       if not hit then
-        for _, q in ipairs(op.anc) do
-          if other(vals['a' .. q]) > base then hit = true break end
+        local anca = f.anca
+        for q = 1, f.n do
+          if other(vals[anca[q]], sess) > base then hit = true break end
         end
       end
-      if hit then conflicts[#conflicts + 1] = op.key end
+      if hit then
+        nc = nc + 1
+        conflicts[nc] = key
+      end
     end
-    if #conflicts > 0 then
-      answer('conflict', rev, conflicts)
+    if nc > 0 then
+      answer('conflict', tostring(rev), {unpack(conflicts, 1, nc)})
     elseif check then
-      answer('valid', rev, {})
+      answer('valid', tostring(rev))
     else
       rev = rev + 1
       room = room - 1
-      local me = rev .. ' ' .. sess
-      local function bump(field)
-        local v = vals[field]
-        local nv = me
-        if v then
-          local r1, s1, r2, s2 = string.match(v, '^(%d+) (%S+) ?(%d*) ?(%S*)$')
-          if s1 == sess then
-            if r2 ~= '' then nv = me .. ' ' .. r2 .. ' ' .. s2 end
-          else
-            nv = me .. ' ' .. r1 .. ' ' .. s1
-          end
-        end
-        if vals[field] ~= nv then
-          vals[field] = nv
-          dirty[field] = true
+      local revs = tostring(rev)
+      local me = revs .. ' ' .. sess
+      for k = first, last, 2 do
+        if ARGV[k + 1] == 'w' then
+          local f = fieldsFor[ARGV[k]]
+          bump(f.a, me, sess)
+          bump(f.s, me, sess)
+          local ancs = f.ancs
+          for q = 1, f.n do bump(ancs[q], me, sess) end
         end
       end
-      for _, op in ipairs(ops) do
-        if op.write then
-          bump('a' .. op.key)
-          bump('s' .. op.key)
-          for _, q in ipairs(op.anc) do bump('s' .. q) end
-        end
-      end
-      local entry = prefix .. rev .. suffix
-      redis.call('XADD', KEYS[3], rev .. '-1', 'u', entry, 't', ARGV[2], 'k', dedup)
+      local entry = ARGV[at + 3] .. revs .. ARGV[at + 4]
+      call('XADD', KEYS[3], revs .. '-1', 'u', entry, 't', ARGV[2], 'k', dedup)
       if dedup ~= '' then
-        seen[dedup] = rev .. ' ' .. nonce
-        newids[#newids + 1] = dedup
-        newids[#newids + 1] = seen[dedup]
-        idlog[#idlog + 1] = rev .. ' ' .. dedup
+        local mark = revs .. ' ' .. ARGV[at + 5]
+        seen[dedup] = mark
+        newids[nnew + 1] = dedup
+        newids[nnew + 2] = mark
+        nnew = nnew + 2
+        nidlog = nidlog + 1
+        idlog[nidlog] = revs .. ' ' .. dedup
       end
-      published[#published + 1] = entry
-      answer('ok', rev, {})
+      npub = npub + 1
+      published[npub] = entry
+      answer('ok', revs)
     end
   end
 end
 
-local set = {}
-for f in pairs(dirty) do
-  set[#set + 1] = f
-  set[#set + 1] = vals[f]
+if ndirty > 0 then
+  local set = {}
+  for d = 1, ndirty do
+    local f = dirty[d]
+    set[2 * d - 1] = f
+    set[2 * d] = vals[f]
+  end
+  for c = 1, #set, 1000 do
+    call('HSET', KEYS[2], unpack(set, c, min(c + 999, #set)))
+  end
 end
-for i = 1, #set, 1000 do
-  redis.call('HSET', KEYS[2], unpack(set, i, math.min(i + 999, #set)))
+if rev ~= tonumber(meta[1]) then call('HSET', KEYS[1], 'rev', rev) end
+for c = 1, nnew, 1000 do
+  call('HSET', KEYS[4], unpack(newids, c, min(c + 999, nnew)))
 end
-if rev ~= tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'rev', rev) end
-for i = 1, #newids, 1000 do
-  redis.call('HSET', KEYS[4], unpack(newids, i, math.min(i + 999, #newids)))
+for c = 1, nidlog, 1000 do
+  call('RPUSH', KEYS[5], unpack(idlog, c, min(c + 999, nidlog)))
 end
-for i = 1, #idlog, 1000 do
-  redis.call('RPUSH', KEYS[5], unpack(idlog, i, math.min(i + 999, #idlog)))
-end
-if #published > 0 then
-  redis.call('PUBLISH', ARGV[3], '@' .. ARGV[5] .. '\n' .. table.concat(published, '\n'))
+if npub > 0 then
+  call('PUBLISH', ARGV[3], '@' .. ARGV[5] .. '\n' .. concat(published, '\n'))
 end
 return out
