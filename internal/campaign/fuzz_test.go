@@ -167,3 +167,22 @@ func TestScanOpsReadsCommonBatches(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMarshalOps: MarshalOps writes exactly what json.Marshal writes.
+func FuzzMarshalOps(f *testing.F) {
+	for _, s := range []string{`[{"op":"add","path":"/a b","value":{"c": [1, "x y", "<b>"]}}]`, `[{"op":"remove","path":"/x"}]`,
+		`[{"op":"replace","path":"/é","value":"\u2028 \u003c\u2029"}]`, `[{"op":"test","path":"/t","value":"a\"b\\"}]`, `[{"op":"add","path":"/&","value":1}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var ops []Op
+		if json.Unmarshal(raw, &ops) != nil {
+			return
+		}
+		want, werr := json.Marshal(ops)
+		got, err := MarshalOps(ops)
+		if (err == nil) != (werr == nil) || string(got) != string(want) {
+			t.Fatalf("%q:\nMarshalOps   %s (%v)\njson.Marshal %s (%v)", raw, got, err, want, werr)
+		}
+	})
+}

@@ -76,6 +76,75 @@ func scanOps(raw []byte) ([]Op, bool) {
 	return ops, ok
 }
 
+// MarshalOps encodes ops exactly as json.Marshal does (compact, with <, >
+// and & escaped), which is what every receiver of an update gets. The usual
+// batch (plain ASCII op and path, compact values without those characters)
+// is copied, not re-encoded through reflection; anything else goes through
+// json.Marshal.
+func MarshalOps(ops []Op) ([]byte, error) {
+	n := 2
+	for _, op := range ops {
+		n += 30 + len(op.Op) + len(op.Path) + len(op.Value)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, op := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if !plainASCII(op.Op) || !plainASCII(op.Path) || !compactAsIs(op.Value) {
+			return json.Marshal(ops)
+		}
+		b = append(b, `{"op":"`...)
+		b = append(b, op.Op...)
+		b = append(b, `","path":"`...)
+		b = append(b, op.Path...)
+		b = append(b, '"')
+		if len(op.Value) > 0 {
+			b = append(b, `,"value":`...)
+			b = append(b, op.Value...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
+}
+
+// plainASCII: s needs no escaping in JSON, HTML characters included.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// compactAsIs: the JSON text v is what json.Marshal writes for it as a
+// RawMessage: no space outside strings, no HTML character, no U+2028 or
+// U+2029 (which it escapes).
+func compactAsIs(v []byte) bool {
+	in := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '"':
+			in = !in
+		case '\\':
+			i++ // an escaped character, never a quote that ends the string
+		case ' ', '\t', '\n', '\r':
+			if !in {
+				return false
+			}
+		case '<', '>', '&':
+			return false
+		case 0xE2:
+			if i+2 < len(v) && v[i+1] == 0x80 && v[i+2]&^1 == 0xA8 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // CheckOps validates ops decoded elsewhere and fills in their Pointer.
 func CheckOps(ops []Op) error {
 	if len(ops) == 0 {

@@ -283,3 +283,15 @@ func TestDecodeScalar(t *testing.T) {
 		t.Fatal("01 decoded")
 	}
 }
+
+// The usual batch is copied into one allocation, not re-encoded through
+// json.Marshal (which allocates several times).
+func TestMarshalOpsCopiesTheUsualBatch(t *testing.T) {
+	ops, err := ParsePatch([]byte(`[{"op":"replace","path":"/messages/email/subject","value":"Spring sale: 20% off"},{"op":"remove","path":"/tags/0"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = MarshalOps(ops) }); n > 1 {
+		t.Fatalf("%v allocations per batch, want 1", n)
+	}
+}

@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -98,7 +97,7 @@ func (r *room) edit(ctx context.Context, m *member, req *protocol.Request, ops [
 		return false, errcode.New(errcode.TooLarge, "the campaign document would be %d bytes, over the %d limit", size, max)
 	}
 
-	opsJSON, err := json.Marshal(ops)
+	opsJSON, err := campaign.MarshalOps(ops)
 	if err != nil {
 		return false, errcode.New(errcode.Invalid, "ops: %v", err)
 	}
