@@ -21,7 +21,7 @@ type Message interface {
 func Encode(ref json.RawMessage, m Message) []byte {
 	switch v := m.(type) {
 	case Ack:
-		return appendAck(nil, ref, v)
+		return EncodeAck(ref, v)
 	case Refresh:
 		if v.Paths == nil {
 			v.Paths = []string{}
@@ -105,6 +105,12 @@ type Ack struct {
 	Campaign  string `json:"campaign"`
 	Rev       int64  `json:"rev"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// EncodeAck is Encode for an ack, in one allocation and without boxing the
+// ack in a Message.
+func EncodeAck(ref json.RawMessage, a Ack) []byte {
+	return appendAck(make([]byte, 0, 64+len(ref)+len(a.Campaign)), ref, a)
 }
 
 // appendAck writes an ack without reflection: one goes out per accepted

@@ -124,7 +124,7 @@ func (r *room) edit(ctx context.Context, m *member, req *protocol.Request, ops [
 		if res.Rev > m.lastAck {
 			m.lastAck = res.Rev
 		}
-		ack := protocol.Encode(req.Ref, protocol.Ack{Campaign: r.id, Rev: res.Rev, Duplicate: res.Outcome == draft.Duplicate})
+		ack := protocol.EncodeAck(req.Ref, protocol.Ack{Campaign: r.id, Rev: res.Rev, Duplicate: res.Outcome == draft.Duplicate})
 		r.after(res.Rev, func(ok bool) {
 			if ok {
 				s.Send(ack)
