@@ -18,13 +18,8 @@ func BenchmarkEditScript(b *testing.B) {
 	url := testenv.Redis(b)
 	for _, callers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			rdb := testenv.RedisBackend{URL: url}.Client(b)
-			buf := New(rdb, Options{Prefix: "bench" + randHex(), MaxLog: 1 << 30})
+			buf, head := openBench(b, url)
 			ctx := context.Background()
-			head, err := buf.Open(ctx, "w", "c1", 0, "draft", noFence)
-			if err != nil {
-				b.Fatal(err)
-			}
 			var n atomic.Int64
 			edit := func(w int64) {
 				sess := fmt.Sprint("s", w)
@@ -56,20 +51,24 @@ func BenchmarkEditScript(b *testing.B) {
 	}
 }
 
+// openBench opens campaign c1 in a buffer of its own on the Redis at url.
+func openBench(b *testing.B, url string) (*Buffer, Head) {
+	buf := New(testenv.RedisBackend{URL: url}.Client(b), Options{Prefix: "bench" + randHex(), MaxLog: 1 << 30})
+	head, err := buf.Open(context.Background(), "w", "c1", 0, "draft", noFence)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return buf, head
+}
+
 // BenchmarkEditScriptGroup is one group commit as a busy campaign of the
 // C100x10 cell sends it: several sessions' batches in one call, each session
 // replacing a field of its own and naming its batch. Its Redis-side cost
 // per call is INFO commandstats' evalsha usec_per_call.
 func BenchmarkEditScriptGroup(b *testing.B) {
-	url := testenv.Redis(b)
 	const group = 5
-	rdb := testenv.RedisBackend{URL: url}.Client(b)
-	buf := New(rdb, Options{Prefix: "bench" + randHex(), MaxLog: 1 << 30})
+	buf, head := openBench(b, testenv.Redis(b))
 	ctx := context.Background()
-	head, err := buf.Open(ctx, "w", "c1", 0, "draft", noFence)
-	if err != nil {
-		b.Fatal(err)
-	}
 	rev := head.Rev
 	batches := make([]Batch, group)
 	b.ResetTimer()

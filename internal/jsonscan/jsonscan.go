@@ -41,62 +41,9 @@ func value(b []byte, i, depth int) (int, bool) {
 	case c == '"':
 		return str(b, i)
 	case c == '{':
-		if depth >= maxDepth {
-			return i, false
-		}
-		i = space(b, i+1)
-		if i < len(b) && b[i] == '}' {
-			return i + 1, true
-		}
-		for {
-			if i >= len(b) || b[i] != '"' {
-				return i, false
-			}
-			var ok bool
-			if i, ok = str(b, i); !ok {
-				return i, false
-			}
-			if i = space(b, i); i >= len(b) || b[i] != ':' {
-				return i, false
-			}
-			if i, ok = value(b, space(b, i+1), depth+1); !ok {
-				return i, false
-			}
-			if i = space(b, i); i >= len(b) {
-				return i, false
-			}
-			if b[i] == '}' {
-				return i + 1, true
-			}
-			if b[i] != ',' {
-				return i, false
-			}
-			i = space(b, i+1)
-		}
+		return object(b, i, depth, nil)
 	case c == '[':
-		if depth >= maxDepth {
-			return i, false
-		}
-		i = space(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		for {
-			var ok bool
-			if i, ok = value(b, i, depth+1); !ok {
-				return i, false
-			}
-			if i = space(b, i); i >= len(b) {
-				return i, false
-			}
-			if b[i] == ']' {
-				return i + 1, true
-			}
-			if b[i] != ',' {
-				return i, false
-			}
-			i = space(b, i+1)
-		}
+		return array(b, i, depth, nil)
 	case c == '-' || c >= '0' && c <= '9':
 		return number(b, i)
 	case c == 't':
@@ -107,6 +54,79 @@ func value(b []byte, i, depth int) (int, bool) {
 		return literal(b, i, "null")
 	}
 	return i, false
+}
+
+// object returns the end of the object at b[i] == '{'. With fn, it calls fn
+// with each member in order and refuses a key that is not plain (see Plain)
+// or a member fn refuses.
+func object(b []byte, i, depth int, fn func(key string, value []byte) bool) (int, bool) {
+	if depth >= maxDepth {
+		return i, false
+	}
+	i = space(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, false
+		}
+		end, ok := str(b, i)
+		if !ok {
+			return i, false
+		}
+		var key string
+		if fn != nil {
+			if key, ok = Plain(b[i:end]); !ok {
+				return i, false
+			}
+		}
+		if i = space(b, end); i >= len(b) || b[i] != ':' {
+			return i, false
+		}
+		start := space(b, i+1)
+		if i, ok = value(b, start, depth+1); !ok || fn != nil && !fn(key, b[start:i]) {
+			return i, false
+		}
+		if i = space(b, i); i >= len(b) {
+			return i, false
+		}
+		if b[i] == '}' {
+			return i + 1, true
+		}
+		if b[i] != ',' {
+			return i, false
+		}
+		i = space(b, i+1)
+	}
+}
+
+// array returns the end of the array at b[i] == '['. With fn, it calls fn
+// with each element in order and refuses one fn refuses.
+func array(b []byte, i, depth int, fn func(elem []byte) bool) (int, bool) {
+	if depth >= maxDepth {
+		return i, false
+	}
+	i = space(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, true
+	}
+	for {
+		end, ok := value(b, i, depth+1)
+		if !ok || fn != nil && !fn(b[i:end]) {
+			return end, false
+		}
+		if i = space(b, end); i >= len(b) {
+			return i, false
+		}
+		if b[i] == ']' {
+			return i + 1, true
+		}
+		if b[i] != ',' {
+			return i, false
+		}
+		i = space(b, i+1)
+	}
 }
 
 func literal(b []byte, i int, word string) (int, bool) {
@@ -200,40 +220,8 @@ func Object(b []byte, fn func(key string, value []byte) bool) bool {
 	if i >= len(b) || b[i] != '{' {
 		return false
 	}
-	i = space(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return space(b, i+1) == len(b)
-	}
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return false
-		}
-		end, ok := str(b, i)
-		if !ok {
-			return false
-		}
-		key, ok := Plain(b[i:end])
-		if !ok {
-			return false
-		}
-		if i = space(b, end); i >= len(b) || b[i] != ':' {
-			return false
-		}
-		start := space(b, i+1)
-		if i, ok = Value(b, start); !ok || !fn(key, b[start:i]) {
-			return false
-		}
-		if i = space(b, i); i >= len(b) {
-			return false
-		}
-		if b[i] == '}' {
-			return space(b, i+1) == len(b)
-		}
-		if b[i] != ',' {
-			return false
-		}
-		i = space(b, i+1)
-	}
+	end, ok := object(b, i, 0, fn)
+	return ok && space(b, end) == len(b)
 }
 
 // Array calls fn with each element of the array that b holds, as raw text,
@@ -243,26 +231,8 @@ func Array(b []byte, fn func(elem []byte) bool) bool {
 	if i >= len(b) || b[i] != '[' {
 		return false
 	}
-	i = space(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return space(b, i+1) == len(b)
-	}
-	for {
-		end, ok := Value(b, i)
-		if !ok || !fn(b[i:end]) {
-			return false
-		}
-		if i = space(b, end); i >= len(b) {
-			return false
-		}
-		if b[i] == ']' {
-			return space(b, i+1) == len(b)
-		}
-		if b[i] != ',' {
-			return false
-		}
-		i = space(b, i+1)
-	}
+	end, ok := array(b, i, 0, fn)
+	return ok && space(b, end) == len(b)
 }
 
 // Plain returns the string a JSON string value holds when it has no escape

@@ -347,3 +347,21 @@ func TestScanRequestReadsCommonFrames(t *testing.T) {
 		}
 	}
 }
+
+// A field added to Request and not to the scanner would send every frame
+// that carries it through encoding/json.
+func TestScanRequestKnowsEveryField(t *testing.T) {
+	rt := reflect.TypeOf(Request{})
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if _, ok := requestFields[name]; !ok {
+			t.Errorf("Request.%s (%q) is not read by scanRequest", rt.Field(i).Name, name)
+		}
+	}
+	if len(requestFields) > 32 {
+		t.Fatalf("%d fields do not fit scanRequest's 32-bit seen mask", len(requestFields))
+	}
+}

@@ -79,94 +79,80 @@ func scanRequest(data []byte) (*Request, bool) {
 	var seen uint32
 	ok := jsonscan.Object(data, func(key string, v []byte) bool {
 		f, known := requestFields[key]
-		if !known || seen&(1<<f) != 0 || v[0] == 'n' {
+		if !known || seen&f.bit != 0 || v[0] == 'n' {
 			return false
 		}
-		seen |= 1 << f
-		var ok bool
-		switch f {
-		case fType:
-			req.Type, ok = jsonscan.Plain(v)
-		case fCampaign:
-			req.Campaign, ok = jsonscan.Plain(v)
-		case fToken:
-			req.Token, ok = jsonscan.Plain(v)
-		case fEpoch:
-			req.Epoch, ok = jsonscan.Plain(v)
-		case fTab:
-			req.Tab, ok = jsonscan.Plain(v)
-		case fPath:
-			req.Path, ok = jsonscan.Plain(v)
-		case fActivity:
-			req.Activity, ok = jsonscan.Plain(v)
-		case fAudience:
-			req.Audience, ok = jsonscan.Plain(v)
-		case fQuery:
-			req.Query, ok = jsonscan.Plain(v)
-		case fBase, fSince:
-			var n int64
-			if n, ok = jsonscan.Int(v); ok {
-				if f == fBase {
-					req.Base = &n
-				} else {
-					req.Since = &n
-				}
-			}
-		case fOffset, fLimit:
-			var n int64
-			if n, ok = jsonscan.Int(v); ok && int64(int(n)) == n {
-				if f == fOffset {
-					req.Offset = int(n)
-				} else {
-					req.Limit = int(n)
-				}
-			}
-		case fKeepOpen:
-			req.KeepOpen, ok = v[0] == 't', v[0] == 't' || v[0] == 'f'
-		case fRef:
-			req.Ref, ok = v, true
-		case fOps:
-			req.Ops, ok = v, true
-		case fID:
-			req.ID, ok = v, true
-		case fValue:
-			req.Value, ok = v, true
-		case fRule:
-			req.Rule, ok = v, true
-		}
-		return ok
+		seen |= f.bit
+		return f.set(req, v)
 	})
 	return req, ok
 }
 
-const (
-	fType = iota
-	fRef
-	fToken
-	fCampaign
-	fSince
-	fEpoch
-	fBase
-	fOps
-	fID
-	fTab
-	fPath
-	fValue
-	fActivity
-	fAudience
-	fQuery
-	fOffset
-	fLimit
-	fRule
-	fKeepOpen
-)
+// A requestField sets one of Request's fields from its raw value, false
+// when the value is not one scanRequest reads (encoding/json then decides).
+type requestField struct {
+	bit uint32
+	set func(r *Request, v []byte) bool
+}
 
 // requestFields are Request's JSON names, as scanRequest reads them.
-var requestFields = map[string]int{
-	"type": fType, "ref": fRef, "token": fToken, "campaign": fCampaign, "since": fSince, "epoch": fEpoch,
-	"base": fBase, "ops": fOps, "id": fID, "tab": fTab, "path": fPath, "value": fValue, "activity": fActivity,
-	"audience": fAudience, "query": fQuery, "offset": fOffset, "limit": fLimit, "rule": fRule, "keep_open": fKeepOpen,
-}
+var requestFields = func() map[string]requestField {
+	str := func(field func(*Request) *string) func(*Request, []byte) bool {
+		return func(r *Request, v []byte) (ok bool) {
+			*field(r), ok = jsonscan.Plain(v)
+			return ok
+		}
+	}
+	raw := func(field func(*Request) *json.RawMessage) func(*Request, []byte) bool {
+		return func(r *Request, v []byte) bool {
+			*field(r) = v
+			return true
+		}
+	}
+	integer := func(field func(*Request) **int64) func(*Request, []byte) bool {
+		return func(r *Request, v []byte) bool {
+			n, ok := jsonscan.Int(v)
+			*field(r) = &n
+			return ok
+		}
+	}
+	count := func(field func(*Request) *int) func(*Request, []byte) bool {
+		return func(r *Request, v []byte) bool {
+			n, ok := jsonscan.Int(v)
+			*field(r) = int(n)
+			return ok && int64(int(n)) == n
+		}
+	}
+	setters := map[string]func(*Request, []byte) bool{
+		"type":     str(func(r *Request) *string { return &r.Type }),
+		"token":    str(func(r *Request) *string { return &r.Token }),
+		"campaign": str(func(r *Request) *string { return &r.Campaign }),
+		"epoch":    str(func(r *Request) *string { return &r.Epoch }),
+		"tab":      str(func(r *Request) *string { return &r.Tab }),
+		"path":     str(func(r *Request) *string { return &r.Path }),
+		"activity": str(func(r *Request) *string { return &r.Activity }),
+		"audience": str(func(r *Request) *string { return &r.Audience }),
+		"query":    str(func(r *Request) *string { return &r.Query }),
+		"ref":      raw(func(r *Request) *json.RawMessage { return &r.Ref }),
+		"ops":      raw(func(r *Request) *json.RawMessage { return &r.Ops }),
+		"id":       raw(func(r *Request) *json.RawMessage { return &r.ID }),
+		"value":    raw(func(r *Request) *json.RawMessage { return &r.Value }),
+		"rule":     raw(func(r *Request) *json.RawMessage { return &r.Rule }),
+		"since":    integer(func(r *Request) **int64 { return &r.Since }),
+		"base":     integer(func(r *Request) **int64 { return &r.Base }),
+		"offset":   count(func(r *Request) *int { return &r.Offset }),
+		"limit":    count(func(r *Request) *int { return &r.Limit }),
+		"keep_open": func(r *Request, v []byte) bool {
+			r.KeepOpen = v[0] == 't'
+			return v[0] == 't' || v[0] == 'f'
+		},
+	}
+	fields := make(map[string]requestField, len(setters))
+	for name, set := range setters {
+		fields[name] = requestField{bit: 1 << len(fields), set: set}
+	}
+	return fields
+}()
 
 // malformed says what is wrong with a frame Unmarshal refused.
 func malformed(data []byte) error {
