@@ -12,9 +12,7 @@
 package autosave
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -266,8 +264,8 @@ func (f *Flusher) working(ctx context.Context, id string, head draft.Head, held 
 			h, ok := f.holder.Held(hctx, id, c.Rev, head)
 			cancel()
 			if ok {
-				if t := bytes.TrimSpace(c.Draft); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
-					return nil, nil, errcode.New(errcode.Invalid, "campaign %s: the saved draft is not a JSON object", id)
+				if err := campaign.CheckDocument(c.Draft); err != nil {
+					return nil, nil, fmt.Errorf("campaign %s: saved draft: %w", id, err)
 				}
 				metrics.FlushSources.WithLabelValues("room").Inc()
 				return &draft.Draft{Saved: c, Rev: h.Rev, Epoch: h.Epoch, Authorship: h.Authorship}, h.Doc, nil

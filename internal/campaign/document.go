@@ -26,6 +26,17 @@ func ParseDocument(raw []byte) (Document, error) {
 	return Document(m), nil
 }
 
+// CheckDocument refuses what ParseDocument refuses (anything but a JSON
+// object) without decoding it: for a caller that only needs to know that raw
+// is a readable document, such as a flush that will not write over one that
+// is not.
+func CheckDocument(raw []byte) error {
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+		return errcode.New(errcode.Invalid, "document: must be a JSON object")
+	}
+	return nil
+}
+
 // Marshal encodes the document as compact JSON.
 func (d Document) Marshal() ([]byte, error) { return json.Marshal(map[string]any(d)) }
 

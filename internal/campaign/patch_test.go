@@ -295,3 +295,13 @@ func TestMarshalOpsCopiesTheUsualBatch(t *testing.T) {
 		t.Fatalf("%v allocations per batch, want 1", n)
 	}
 }
+
+// CheckDocument refuses exactly what ParseDocument refuses.
+func TestCheckDocumentAgreesWithParseDocument(t *testing.T) {
+	for _, raw := range []string{`{}`, ` {"a":[1,{"b":null}]} `, `[]`, `"x"`, `1`, `null`, ``, `{`, `{"a":1}x`, `{"a":1}{"b":2}`, "\t{\"a\":\"é\"}\n"} {
+		_, perr := ParseDocument([]byte(raw))
+		if cerr := CheckDocument([]byte(raw)); (cerr == nil) != (perr == nil) {
+			t.Errorf("%q: CheckDocument %v, ParseDocument %v", raw, cerr, perr)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -259,7 +258,7 @@ func (s *Session) reader() {
 // readScratch holds a frame while it is read, so that what the request
 // keeps is exactly the frame's size: websocket.Conn.Read (io.ReadAll) starts
 // every frame at 512 bytes, and an edit is about 150.
-var readScratch = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+var readScratch = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // readMessage reads the next frame whole, as websocket.Conn.Read does, into
 // memory of its own (the request decoded from it shares that memory).
@@ -268,27 +267,17 @@ func readMessage(conn *websocket.Conn) (websocket.MessageType, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	bp := readScratch.Get().(*[]byte)
-	b := (*bp)[:0]
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+	buf := readScratch.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 { // a rare large frame's buffer is not kept
+			buf.Reset()
+			readScratch.Put(buf)
 		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, nil, err
-		}
+	}()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return 0, nil, err
 	}
-	data := bytes.Clone(b)
-	if cap(b) <= 64<<10 { // a rare large frame's buffer is not kept
-		*bp = b[:0]
-		readScratch.Put(bp)
-	}
-	return typ, data, nil
+	return typ, bytes.Clone(buf.Bytes()), nil
 }
 
 // frame serves one frame; false when the session must stop reading. An
