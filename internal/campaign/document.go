@@ -182,7 +182,27 @@ var errTrailing = trailingError{}
 
 // encodedSize is the compact JSON length of v, used to keep a document's
 // size up to date edit by edit without re-encoding the whole document.
+// Every edit that replaces a value sizes the old one, so the scalars edits
+// carry are sized without encoding them (json.Marshal boxes, allocates and
+// escapes); anything else, and any string that needs escaping, is encoded.
 func encodedSize(v any) int {
+	switch x := v.(type) {
+	case nil:
+		return len("null")
+	case bool:
+		if x {
+			return len("true")
+		}
+		return len("false")
+	case string:
+		if plainASCII(x) {
+			return len(x) + 2
+		}
+	case json.Number:
+		if isNumber([]byte(x)) {
+			return len(x)
+		}
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0

@@ -134,6 +134,25 @@ func FuzzDecodeScalar(f *testing.F) {
 	})
 }
 
+// FuzzEncodedSize: the encoder-free sizes of scalars are exactly the
+// length json.Marshal writes, whatever the string holds.
+func FuzzEncodedSize(f *testing.F) {
+	for _, s := range []string{"abc", "", "é", `a"b`, `a\b`, "\x01", "\xff", "<a&b>", "\u2028", "~", "1.5e+10", "-0", "01", "1e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, v := range []any{s, json.Number(s)} {
+			want := 0
+			if b, err := json.Marshal(v); err == nil {
+				want = len(b)
+			}
+			if got := encodedSize(v); got != want {
+				t.Fatalf("%T %q: encodedSize %d, json.Marshal writes %d bytes", v, s, got, want)
+			}
+		}
+	})
+}
+
 // FuzzScanOps: a batch the scanner reads is exactly what encoding/json reads.
 func FuzzScanOps(f *testing.F) {
 	for _, s := range []string{`[{"op":"add","path":"/a/b","value":{"c":[1,null]}}]`, `[{"op":"remove","path":"/x"},{"op":"test","path":"/y","value":null}]`,

@@ -3,7 +3,6 @@ package campaign
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/collab-dev/collab/internal/errcode"
 	"github.com/collab-dev/collab/internal/jsonscan"
@@ -177,7 +176,7 @@ func CheckOps(ops []Op) error {
 
 // Change is what Apply did: enough to undo it and the document's size delta.
 type Change struct {
-	undo []func()
+	undo []undoStep
 	// SizeDelta estimates how many bytes the compact encoding grew by.
 	SizeDelta int
 }
@@ -185,7 +184,7 @@ type Change struct {
 // Undo reverts the applied operations, newest first.
 func (c *Change) Undo() {
 	for i := len(c.undo) - 1; i >= 0; i-- {
-		c.undo[i]()
+		c.undo[i].revert()
 	}
 	c.undo = nil
 	c.SizeDelta = 0
@@ -215,11 +214,68 @@ func (d Document) Apply(ops []Op) (*Change, error) {
 	return ch, nil
 }
 
-// slot is a place in the document that holds a value: how to read it and how
-// to put a new one there.
+// slot is a place in the document that holds a value: member k of object m,
+// element i of array a, or (neither) the document's root, which is never
+// replaced. Plain fields, not closures: every edit walks a path, and a
+// closure per step was an allocation per step.
 type slot struct {
-	get func() any
-	set func(any)
+	kind slotKind
+	root map[string]any
+	m    map[string]any
+	k    string
+	a    []any
+	i    int
+}
+
+type slotKind uint8
+
+const (
+	rootSlot slotKind = iota
+	memberSlot
+	elementSlot
+)
+
+func (s slot) get() any {
+	switch s.kind {
+	case memberSlot:
+		return s.m[s.k]
+	case elementSlot:
+		return s.a[s.i]
+	}
+	return s.root
+}
+
+func (s slot) set(v any) {
+	switch s.kind {
+	case memberSlot:
+		s.m[s.k] = v
+	case elementSlot:
+		s.a[s.i] = v
+	}
+}
+
+// undoStep reverts one applied operation: member k of m back to old (or
+// deleted when it did not exist), or, for an array edit, the array at
+// parent back to arr (arrays are copied on edit, so the old one is intact).
+type undoStep struct {
+	m       map[string]any
+	k       string
+	old     any
+	existed bool
+	array   bool
+	parent  slot
+	arr     []any
+}
+
+func (u *undoStep) revert() {
+	switch {
+	case u.array:
+		u.parent.set(u.arr)
+	case u.existed:
+		u.m[u.k] = u.old
+	default:
+		delete(u.m, u.k)
+	}
 }
 
 func (d Document) applyOne(ch *Change, op *Op) error {
@@ -238,7 +294,7 @@ func (d Document) applyOne(ch *Change, op *Op) error {
 	// Walk to the parent, remembering how to replace it in its own parent
 	// (arrays are re-sliced, so a change must be written back).
 	root := map[string]any(d)
-	parent := slot{get: func() any { return root }, set: func(any) {}}
+	parent := slot{root: root}
 	for depth, tok := range p[:len(p)-1] {
 		cur := parent.get()
 		switch c := cur.(type) {
@@ -246,14 +302,13 @@ func (d Document) applyOne(ch *Change, op *Op) error {
 			if _, ok := c[tok]; !ok {
 				return fmt.Errorf("path %s does not exist", p[:depth+1])
 			}
-			k := tok
-			parent = slot{get: func() any { return c[k] }, set: func(v any) { c[k] = v }}
+			parent = slot{kind: memberSlot, m: c, k: tok}
 		case []any:
 			i, ok := arrayIndex(tok, len(c), false)
 			if !ok {
 				return fmt.Errorf("path %s does not exist", p[:depth+1])
 			}
-			parent = slot{get: func() any { return c[i] }, set: func(v any) { c[i] = v }}
+			parent = slot{kind: elementSlot, a: c, i: i}
 		default:
 			return fmt.Errorf("path %s is not an object or array", p[:depth])
 		}
@@ -262,7 +317,7 @@ func (d Document) applyOne(ch *Change, op *Op) error {
 	switch c := parent.get().(type) {
 	case map[string]any:
 		old, exists := c[last]
-		keySize := len(strconv.Quote(last)) + 1 // "key":
+		keySize := encodedSize(last) + 1 // "key":
 		if len(c) > 1 || (len(c) == 1 && !exists) {
 			keySize++ // and the comma between members
 		}
@@ -292,13 +347,7 @@ func (d Document) applyOne(ch *Change, op *Op) error {
 				ch.SizeDelta += keySize
 			}
 		}
-		ch.undo = append(ch.undo, func() {
-			if exists {
-				c[last] = old
-			} else {
-				delete(c, last)
-			}
-		})
+		ch.undo = append(ch.undo, undoStep{m: c, k: last, old: old, existed: exists})
 		return nil
 	case []any:
 		i, ok := arrayIndex(last, len(c), op.Op == "add")
@@ -332,7 +381,7 @@ func (d Document) applyOne(ch *Change, op *Op) error {
 			}
 		}
 		parent.set(next)
-		ch.undo = append(ch.undo, func() { parent.set(c) })
+		ch.undo = append(ch.undo, undoStep{array: true, parent: parent, arr: c})
 		return nil
 	default:
 		return fmt.Errorf("parent of the path is not an object or array")

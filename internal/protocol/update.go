@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // Author is who made an edit, as an update's "by" carries it. User comes
@@ -38,15 +39,15 @@ type Update struct {
 var updatePrefix = []byte(`{"type":"update",`)
 
 // Frame returns the update's text before and after its rev. It is built
-// once per accepted edit, so strings are written without reflection and
-// into one allocation; the bytes are what encoding/json would write.
+// once per accepted edit, so strings are written without reflection, and
+// both parts come from one allocation: the bytes are built once, never
+// written again, and the two strings are views of them.
 func (u Update) Frame() (prefix, suffix string) {
-	b := make([]byte, 0, 48+len(u.Campaign))
+	b := make([]byte, 0, 144+len(u.Campaign)+len(u.Ops)+len(u.By.Name)+len(u.By.Session)+len(u.By.User)+len(u.ID))
 	b = append(b, `{"type":"update","campaign":`...)
 	b = appendString(b, u.Campaign)
 	b = append(b, `,"rev":`...)
-	prefix = string(b)
-	b = make([]byte, 0, 96+len(u.Ops)+len(u.By.Name)+len(u.By.Session)+len(u.By.User)+len(u.ID))
+	p := len(b)
 	b = append(b, `,"ops":`...)
 	b = append(b, u.Ops...)
 	if u.Restored > 0 {
@@ -67,7 +68,8 @@ func (u Update) Frame() (prefix, suffix string) {
 	b = append(b, `,"at":`...)
 	b = strconv.AppendInt(b, u.At.UnixMilli(), 10)
 	b = append(b, '}')
-	return prefix, string(b)
+	all := unsafe.String(unsafe.SliceData(b), len(b))
+	return all[:p], all[p:]
 }
 
 // appendString appends s as a JSON string, as encoding/json writes it:
