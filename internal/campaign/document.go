@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/collab-dev/collab/internal/errcode"
+	"github.com/collab-dev/collab/internal/jsonscan"
 )
 
 // Document is a campaign's content: one JSON object, decoded with numbers
@@ -118,18 +118,9 @@ func decodeScalar(raw []byte) (any, bool) {
 	case "null":
 		return nil, true
 	}
-	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
-		body := raw[1 : n-1]
-		for _, c := range body {
-			if c == '"' || c == '\\' || c < 0x20 {
-				return nil, false
-			}
-		}
-		// The decoder replaces invalid UTF-8; leave that to it.
-		if !utf8.Valid(body) {
-			return nil, false
-		}
-		return string(body), true
+	// A string without escapes or invalid UTF-8 (which the decoder replaces).
+	if s, ok := jsonscan.Plain(raw); ok {
+		return s, true
 	}
 	if isNumber(raw) {
 		return json.Number(raw), true
@@ -195,7 +186,7 @@ func encodedSize(v any) int {
 		}
 		return len("false")
 	case string:
-		if plainASCII(x) {
+		if jsonscan.Verbatim(x) {
 			return len(x) + 2
 		}
 	case json.Number:

@@ -91,7 +91,7 @@ func MarshalOps(ops []Op) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if !plainASCII(op.Op) || !plainASCII(op.Path) || !compactAsIs(op.Value) {
+		if !jsonscan.Verbatim(op.Op) || !jsonscan.Verbatim(op.Path) || !compactAsIs(op.Value) {
 			return json.Marshal(ops)
 		}
 		b = append(b, `{"op":"`...)
@@ -106,16 +106,6 @@ func MarshalOps(ops []Op) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return append(b, ']'), nil
-}
-
-// plainASCII: s needs no escaping in JSON, HTML characters included.
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }
 
 // compactAsIs: the JSON text v is what json.Marshal writes for it as a

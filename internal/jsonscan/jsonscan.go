@@ -4,7 +4,8 @@
 // only what it is sure of: a caller that gets false (an escaped key, a
 // nesting too deep, anything it does not read) decodes the text with
 // encoding/json instead, so the result never differs from it. Values are
-// returned as slices of the input, not copies.
+// returned as slices of the input, not copies. Verbatim is the same rule
+// for the other direction: which strings encoding/json writes as they are.
 package jsonscan
 
 import (
@@ -256,6 +257,20 @@ func Plain(v []byte) (string, bool) {
 		return "", false
 	}
 	return string(v), true
+}
+
+// Verbatim reports whether encoding/json writes s between quotes exactly as
+// it is: printable ASCII without a quote, a backslash or one of the HTML
+// characters it escapes (<, > and &). Encoders that write JSON by hand copy
+// such a string and leave any other to encoding/json, which writes some of
+// those as they are too (non-ASCII text): the rule is cheap, not exact.
+func Verbatim(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // Int returns the integer a JSON number value holds when it is written as

@@ -158,3 +158,22 @@ func FuzzObject(f *testing.F) {
 		}
 	})
 }
+
+// Verbatim never holds for a string encoding/json would change, and on
+// printable ASCII it holds exactly when encoding/json writes it as it is.
+func TestVerbatimAgreesWithEncodingJSON(t *testing.T) {
+	cases := []string{"", "Spring sale: 20% off", "/messages/email/subject", "a<b", "é", "\u2028", "tab\there"}
+	for c := 0; c < 256; c++ {
+		cases = append(cases, string([]byte{'x', byte(c)}))
+	}
+	for _, s := range cases {
+		b, err := json.Marshal(s)
+		asIs := err == nil && string(b) == `"`+s+`"`
+		if Verbatim(s) && !asIs {
+			t.Errorf("Verbatim(%q), but encoding/json writes %s", s, b)
+		}
+		if len(s) == 2 && s[1] >= 0x20 && s[1] <= 0x7e && Verbatim(s) != asIs {
+			t.Errorf("Verbatim(%q) = %v; encoding/json writes %s", s, Verbatim(s), b)
+		}
+	}
+}

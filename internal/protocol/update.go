@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 	"unsafe"
+
+	"github.com/collab-dev/collab/internal/jsonscan"
 )
 
 // Author is who made an edit, as an update's "by" carries it. User comes
@@ -76,11 +78,9 @@ func (u Update) Frame() (prefix, suffix string) {
 // plain printable ASCII as is, anything else through encoding/json (which
 // escapes quotes, controls, HTML characters and invalid UTF-8).
 func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
+	if !jsonscan.Verbatim(s) {
+		q, _ := json.Marshal(s)
+		return append(b, q...)
 	}
 	b = append(b, '"')
 	b = append(b, s...)
