@@ -21,6 +21,9 @@ var (
 	Sessions = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "collab_sessions", Help: "Open WebSocket sessions on this node.",
 	})
+	SessionsParked = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "collab_sessions_parked", Help: "Idle sessions on this node held by its poller, with no reader goroutine.",
+	})
 	Rooms = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "collab_campaigns_open", Help: "Campaigns with at least one session on this node.",
 	})
@@ -87,7 +90,7 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		HTTPRequests, Sessions, Rooms, Messages, Errors, Edits, Conflicts, SlowClosed, WriterPasses, FramesSent, FanoutLag,
+		HTTPRequests, Sessions, SessionsParked, Rooms, Messages, Errors, Edits, Conflicts, SlowClosed, WriterPasses, FramesSent, FanoutLag,
 		Flushes, FlushSources, OldestUnflushed, StoreUp, RedisUp,
 		WebhookPending, WebhookOldestPending, WebhookFailed, WebhookDelivered, WebhookFailures)
 }

@@ -420,6 +420,13 @@ func BenchmarkFanout_1000Watchers(b *testing.B) { runFanout(b, 1000, 20, 5*time.
 // rawSession opens a WebSocket with a bare TCP connection and no goroutine,
 // so that in-process memory growth is the server's side alone.
 func rawSession(b testing.TB, addr, token, joinFrame string) net.Conn {
+	conn, _ := rawSessionReader(b, addr, token, joinFrame)
+	return conn
+}
+
+// rawSessionReader is rawSession with the reader that read the upgrade's
+// answer, which may hold the first frames.
+func rawSessionReader(b testing.TB, addr, token, joinFrame string) (net.Conn, *bufio.Reader) {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
@@ -444,7 +451,7 @@ func rawSession(b testing.TB, addr, token, joinFrame string) net.Conn {
 	if joinFrame != "" {
 		conn.Write(maskedFrame([]byte(joinFrame)))
 	}
-	return conn
+	return conn, br
 }
 
 func maskedFrame(payload []byte) []byte {
@@ -526,7 +533,7 @@ func BenchmarkIdleSession_Memory(b *testing.B) {
 		for i := 0; i < sessions; i++ {
 			conns = append(conns, rawSession(b, addr, token, join(i)))
 		}
-		time.Sleep(time.Second) // let every session settle (joins, presence)
+		time.Sleep(2 * time.Second) // let every session settle (joins, presence) and park (IdleAfter)
 		after := measureMemory()
 		if f := os.Getenv("COLLAB_BENCH_HEAPPROFILE"); f != "" && join(0) != "" {
 			out, _ := os.Create(f)

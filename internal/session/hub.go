@@ -93,6 +93,10 @@ type Config struct {
 	// unacknowledged, or fail TCP keepalive probes, before its connection
 	// is dropped (the ping interval plus 15 s). See Session.writer.
 	DeadPeerTimeout time.Duration
+	// IdleAfter is how long a session's reader waits for a frame before
+	// it hands the socket to the node's poller and exits (1 s): an idle
+	// session then holds no goroutine. See idle.go.
+	IdleAfter time.Duration
 	// MaxWriteDelay bounds how long a busy session's writer gathers
 	// messages before writing them (20 ms); see Session.writer.
 	MaxWriteDelay time.Duration
@@ -133,6 +137,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxWriteDelay <= 0 {
 		c.MaxWriteDelay = 20 * time.Millisecond
+	}
+	if c.IdleAfter <= 0 {
+		c.IdleAfter = time.Second
 	}
 	if c.RedisTimeout <= 0 {
 		c.RedisTimeout = 2 * time.Second
@@ -178,6 +185,7 @@ type Hub struct {
 
 	schemas *schemaCache
 	feed    *feed
+	idle    poller // holds idle sessions' sockets; nil where there is none
 
 	// origin tags the batches this hub sends to the edit script, unique per
 	// hub (Node may repeat): the script's pub/sub message carries it, so the
@@ -200,6 +208,11 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 		origin: randid.New("n")}
 	h.schemas = &schemaCache{src: campaigns, log: log, m: map[string]schemaEntry{}}
 	h.feed = newFeed(h)
+	if p, err := newPoller(log); err != nil {
+		log.Warn("idle sessions keep a reader goroutine each", "err", err)
+	} else {
+		h.idle = p
+	}
 	// The core commands sit in the same table as the features' (hello,
 	// which may come before any claims, is the dispatcher's own).
 	for typ, fn := range map[string]func(*Session, *protocol.Request) error{
@@ -217,7 +230,8 @@ func NewHub(cfg Config, drafts Drafts, bus Bus, campaigns Campaigns, signer *aut
 // heartbeats asks each session for a heartbeat every PingInterval: one
 // goroutine for the node instead of a ticker per session, and each
 // session's heartbeats at their own phase (set at random when it opened),
-// so that ten thousand sessions do not all write on one tick.
+// so that ten thousand sessions do not all write on one tick. On the same
+// tick it sends the readers that waited longer than IdleAfter to park.
 func (h *Hub) heartbeats() {
 	defer close(h.heartbeatsDone)
 	step := min(h.cfg.PingInterval/20, 250*time.Millisecond)
@@ -228,11 +242,15 @@ func (h *Hub) heartbeats() {
 		case <-h.ctx.Done():
 			return
 		case now := <-t.C:
+			idleSince := now.Add(-h.cfg.IdleAfter)
 			h.mu.Lock()
 			for s := range h.sessions {
 				if now.After(s.nextBeat) {
 					s.nextBeat = now.Add(h.cfg.PingInterval)
 					s.out.requestHeartbeat()
+				}
+				if h.idle != nil && s.raw != nil {
+					s.raw.kickIfIdle(idleSince, false)
 				}
 			}
 			h.mu.Unlock()
@@ -360,6 +378,15 @@ func (h *Hub) Campaigns() []string {
 	return ids
 }
 
+// Parked returns how many of this node's sessions are idle with no reader
+// goroutine, held by its poller (none where there is no poller).
+func (h *Hub) Parked() int {
+	if h.idle == nil {
+		return 0
+	}
+	return h.idle.parkedCount()
+}
+
 // Sessions returns how many sessions are open on this node.
 func (h *Hub) Sessions() int {
 	h.mu.Lock()
@@ -388,6 +415,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.cancel()
 		<-h.heartbeatsDone
 		<-h.feed.done
+		h.closeIdle()
 		return nil
 	case <-ctx.Done():
 	}
@@ -399,12 +427,20 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	<-h.heartbeatsDone
 	<-h.feed.done
+	h.closeIdle()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		h.log.Error("sessions still running after shutdown", "sessions", h.Sessions())
 	}
 	return fmt.Errorf("session shutdown: %w", ctx.Err())
+}
+
+// closeIdle stops the poller; a session still parked gets a reader.
+func (h *Hub) closeIdle() {
+	if h.idle != nil {
+		h.idle.close()
+	}
 }
 
 // acquire returns the loaded room of c, creating it on first use.

@@ -41,13 +41,15 @@ type Session struct {
 	joined   []*member // at most MaxJoined; a slice costs an idle session less than a map
 	watching bool      // watches its workspace's campaign list (campaigns.watch)
 
-	authed    atomic.Bool  // set once hello (or the bearer header) succeeded
-	expires   atomic.Int64 // the token's exp (Unix ns), 0 for none
-	expiry    *time.Timer  // ends the session when the token expires
-	nextBeat  time.Time    // guarded by hub.mu
-	closeOnce sync.Once
-	wg        sync.WaitGroup // helper goroutines (close handshakes, pings, async commands)
-	writers   sync.WaitGroup // the writer goroutine, while it runs
+	authed     atomic.Bool  // set once hello (or the bearer header) succeeded
+	expires    atomic.Int64 // the token's exp (Unix ns), 0 for none
+	expiry     *time.Timer  // ends the session when the token expires
+	nextBeat   time.Time    // guarded by hub.mu
+	helloTimer *time.Timer  // closes a session that sends no hello in time
+	parkedAs   uint64       // the poller's token while parked; guarded by the poller
+	closeOnce  sync.Once
+	wg         sync.WaitGroup // helper goroutines (close handshakes, pings, async commands)
+	writers    sync.WaitGroup // the writer goroutine, while it runs
 
 	// Owned by whichever writer goroutine runs (the queue's lock hands it
 	// over): what a gathering writer waits on.
@@ -138,6 +140,9 @@ func (s *Session) Go(fn func(ctx context.Context)) {
 // goroutine and never blocks: the close handshake runs on its own.
 func (s *Session) closeWith(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
+		if s.raw != nil {
+			s.raw.markClosing()
+		}
 		s.out.close()
 		s.wg.Add(1)
 		go func() {
@@ -189,11 +194,11 @@ func (s *Session) expired() bool {
 	return exp != 0 && time.Now().UnixNano() >= exp
 }
 
+// serve runs the session: its first reader, and the hello timeout if the
+// upgrade carried no token.
 func (s *Session) serve() {
-	defer s.hub.removeSession(s)
-	var helloTimer *time.Timer
 	if !s.authed.Load() {
-		helloTimer = time.AfterFunc(s.hub.cfg.HelloTimeout, func() {
+		s.helloTimer = time.AfterFunc(s.hub.cfg.HelloTimeout, func() {
 			if !s.authed.Load() {
 				s.closeWith(websocket.StatusPolicyViolation, "no valid hello in time")
 			}
@@ -201,9 +206,24 @@ func (s *Session) serve() {
 	} else {
 		s.welcome(nil)
 	}
-	s.reader()
-	if helloTimer != nil {
-		helloTimer.Stop()
+	// However the session ends, a reader that waits or is parked must run
+	// to find out and finish it.
+	context.AfterFunc(s.ctx, func() {
+		if s.raw != nil {
+			s.raw.kickIfIdle(time.Time{}, true)
+		}
+		if p := s.hub.idle; p != nil {
+			p.unpark(s)
+		}
+	})
+	s.read()
+}
+
+// finish ends the session once its reader has stopped for good.
+func (s *Session) finish() {
+	defer s.hub.removeSession(s)
+	if s.helloTimer != nil {
+		s.helloTimer.Stop()
 	}
 	if s.expiry != nil {
 		s.expiry.Stop()
@@ -233,10 +253,19 @@ func (s *Session) welcome(req *protocol.Request) {
 	}
 }
 
-// reader reads frames and serves them one at a time (a session's edits
-// are ordered) until the connection ends.
-func (s *Session) reader() {
+// read is the session's reader: it reads frames and serves them one at a
+// time (a session's edits are ordered) until the connection ends, then
+// finishes the session; or it exits when the poller holds the session,
+// which runs read again on the next frame. One reader runs at a time.
+// After an edit the reader waits up to IdleAfter for the next one (a
+// teammate typing sends a stream of them), after anything else it parks
+// at once: a join or a command is mostly followed by a long silence.
+func (s *Session) read() {
+	linger := true // a new session's hello or join is on its way
 	for {
+		if s.awaitFrame(linger) {
+			return
+		}
 		// Read is not bound to s.ctx: cancelling it would drop the connection
 		// without our close code; closeWith's Close unblocks it instead.
 		typ, data, err := readMessage(s.conn)
@@ -244,15 +273,17 @@ func (s *Session) reader() {
 			if websocket.CloseStatus(err) == -1 && !errors.Is(err, context.Canceled) {
 				s.hub.log.Debug("session read", "session", s.id, "err", err)
 			}
-			return
+			break
 		}
 		if s.out.finishing() || s.ctx.Err() != nil {
-			return
+			break
 		}
-		if !s.frame(typ, data) {
-			return
+		linger = isEdit(typ, data)
+		if !s.frame(typ, data, linger) {
+			break
 		}
 	}
+	s.finish()
 }
 
 // readScratch holds a frame while it is read, so that what the request
@@ -282,17 +313,19 @@ func readMessage(conn *websocket.Conn) (websocket.MessageType, []byte, error) {
 
 // frame serves one frame; false when the session must stop reading. An
 // edit, what a busy session sends most, is served on the reader. Anything
-// else (hello, join, the features' commands) is decoded and served on a
-// goroutine of its own that the reader waits for: decoding JSON and going
-// through Redis and the store grow the stack they run on, and the reader,
-// which lives as long as the session and spends that life parked, would
-// keep that growth until a GC shrinks it. For thousands of idle sessions it
-// was a third of their memory. (Edits on their own goroutine too cost a
-// busy room edits and ack tail in local A/B runs.) Which path a frame takes
-// is a guess from its bytes; both serve it the same way. A request that
-// panics is logged and ends the session, never the process.
-func (s *Session) frame(typ websocket.MessageType, data []byte) (more bool) {
-	if typ == websocket.MessageText && bytes.Contains(data, editType) {
+// else (hello, join, the features' commands) decodes JSON and goes through
+// Redis and the store, which grows the stack it runs on: a reader that
+// lingered with that stack would keep it until a GC shrinks it, and for
+// thousands of idle sessions it was a third of their memory. With a
+// poller the reader parks right after such a frame (see read) and its
+// stack goes with it; without one the frame is served on a goroutine of
+// its own that the reader waits for. (Edits on their own goroutine too
+// cost a busy room edits and ack tail in local A/B runs.) Which path a
+// frame takes is a guess from its bytes (edit); both serve it the same
+// way. A request that panics is logged and ends the session, never the
+// process.
+func (s *Session) frame(typ websocket.MessageType, data []byte, edit bool) (more bool) {
+	if edit || s.hub.idle != nil {
 		defer s.recoverRequest(&more)
 		return s.serveFrame(typ, data)
 	}
@@ -302,6 +335,11 @@ func (s *Session) frame(typ websocket.MessageType, data []byte) (more bool) {
 		more = s.serveFrame(typ, data)
 	})
 	return more
+}
+
+// isEdit guesses from its bytes whether a frame is an edit.
+func isEdit(typ websocket.MessageType, data []byte) bool {
+	return typ == websocket.MessageText && bytes.Contains(data, editType)
 }
 
 var editType = []byte(`"type":"edit"`)

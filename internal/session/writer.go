@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -21,8 +22,8 @@ import (
 // writes on its own) writes pass straight through.
 type batchConn struct {
 	net.Conn
-
-	early []byte // bytes the HTTP server read past the handshake, read first
+	idleRead
+	br *bufio.Reader // the library's reader over this connection
 
 	timeout time.Duration // a write's deadline, at least half of it ahead
 
@@ -34,10 +35,8 @@ type batchConn struct {
 }
 
 func (c *batchConn) Read(p []byte) (int, error) {
-	if len(c.early) > 0 {
-		n := copy(p, c.early)
-		c.early = c.early[n:]
-		return n, nil
+	if n, err, ok := c.readAhead(p); ok {
+		return n, err
 	}
 	return c.Conn.Read(p)
 }
@@ -187,10 +186,14 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.conn = &batchConn{Conn: raw, timeout: w.write}
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		w.conn.early = bytes.Clone(early)
+		w.conn.ahead = bytes.Clone(early)
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
+		w.conn.rc, _ = sc.SyscallConn()
 	}
 	detectDeadPeer(raw, w.idle, w.dead)
-	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, 512), bufio.NewWriterSize(w.conn, 256)), nil
+	w.conn.br = bufio.NewReaderSize(w.conn, 512)
+	return w.conn, bufio.NewReadWriter(w.conn.br, bufio.NewWriterSize(w.conn, 256)), nil
 }
 
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
