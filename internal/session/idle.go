@@ -8,9 +8,10 @@ import (
 
 // An idle session holds no goroutine. A session's reader waits for its
 // next frame on a shallow stack (await) instead of inside the WebSocket
-// library's read, which parks twenty calls deep; once it has waited
-// longer than Config.IdleAfter, the hub's sweep cuts the wait short and
-// the reader hands the socket to the hub's poller (one epoll instance for
+// library's read, which parks twenty calls deep. After an edit, once it
+// has waited longer than Config.IdleAfter, the hub's sweep cuts the wait
+// short; after any other frame it does not wait at all. Either way the
+// reader then hands the socket to the hub's poller (one epoll instance for
 // the node, on Linux) and exits. The poller starts a new reader when the
 // socket has something to read (a frame, EOF, an error) or the session
 // ends. A reader's stack was a third of an idle session's memory, and the
@@ -30,7 +31,7 @@ type idleRead struct {
 	aheadBuf *[]byte    // ahead's pooled buffer (a wait's), returned once ahead is read
 	rerr     error      // what the wait's read ended with (EOF, a reset), returned once ahead is read
 
-	imu     sync.Mutex // guards since and kicked
+	imu     sync.Mutex // guards since, kicked, closing, and the library's reader's Buffered
 	since   time.Time  // when the current wait began; zero when none
 	kicked  bool       // the wait was cut short with a past read deadline, still to be cleared
 	closing bool       // the session ends: no further wait may start
