@@ -250,7 +250,7 @@ func (h *Hub) heartbeats() {
 					s.out.requestHeartbeat()
 				}
 				if h.idle != nil && s.raw != nil {
-					s.raw.kickIfIdle(idleSince, false)
+					s.raw.kickIfIdle(idleSince)
 				}
 			}
 			h.mu.Unlock()

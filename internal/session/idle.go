@@ -26,15 +26,16 @@ import (
 type idleRead struct {
 	rc syscall.RawConn // nil when the connection has no descriptor: a reader then waits in the library
 
-	rmu      sync.Mutex // guards ahead, aheadBuf and rerr: a close handshake may read beside a wait
-	ahead    []byte     // read past the handshake or by a wait, not yet by the library
-	aheadBuf *[]byte    // ahead's pooled buffer (a wait's), returned once ahead is read
-	rerr     error      // what the wait's read ended with (EOF, a reset), returned once ahead is read
-
-	imu     sync.Mutex // guards since, kicked, closing, and the library's reader's Buffered
-	since   time.Time  // when the current wait began; zero when none
-	kicked  bool       // the wait was cut short with a past read deadline, still to be cleared
-	closing bool       // the session ends: no further wait may start
+	// rmu guards the fields below and the look at the library's reader in
+	// buffered: a close handshake may read beside a wait. It is not
+	// batchConn.mu, which a stuck write holds for up to the write timeout.
+	rmu      sync.Mutex
+	ahead    []byte    // read past the handshake or by a wait, not yet by the library
+	aheadBuf *[]byte   // ahead's pooled buffer (a wait's), returned once ahead is read
+	rerr     error     // what the wait's read ended with (EOF, a reset), returned once ahead is read
+	since    time.Time // when the current wait began; zero when none
+	kicked   bool      // the wait was cut short with a past read deadline, still to be cleared
+	closing  bool      // the session ends: no further wait may start
 }
 
 // aheadBufs hold what a wait reads: a busy session holds one between a wait
@@ -63,37 +64,43 @@ func (c *idleRead) readAhead(p []byte) (n int, err error, ok bool) {
 	return 0, nil, false
 }
 
-// kickIfIdle cuts short a wait that began before cutoff, or any wait
-// (all) when the session ends: the waiting reader then parks or, ending,
-// reads the error that ends it. A kick while no wait runs marks the
-// session closing, so that the next wait does not start.
-func (c *batchConn) kickIfIdle(cutoff time.Time, all bool) {
-	c.imu.Lock()
-	defer c.imu.Unlock()
-	if all {
-		c.closing = true
+// kickIfIdle cuts short a wait that began before cutoff (the sweep): the
+// waiting reader then parks.
+func (c *batchConn) kickIfIdle(cutoff time.Time) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if !c.since.IsZero() && !c.since.After(cutoff) {
+		c.kickLocked()
 	}
-	if c.since.IsZero() || c.kicked || (!all && c.since.After(cutoff)) {
-		return
+}
+
+// stopWaits is called as the session ends, before its close handshake
+// starts: no wait starts from then on, buffered no longer looks at the
+// library's reader, and a wait that runs is cut short so that its reader
+// goes on to the library's read and learns how the session ended.
+func (c *batchConn) stopWaits() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.closing = true
+	if !c.since.IsZero() {
+		c.kickLocked()
 	}
-	c.kicked = true
-	c.Conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// kickLocked sets a past read deadline once per wait; rmu held.
+func (c *batchConn) kickLocked() {
+	if !c.kicked {
+		c.kicked = true
+		c.Conn.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// markClosing is called before the close handshake starts: from then on
-// no wait starts and buffered does not look at the library's reader.
-func (c *batchConn) markClosing() {
-	c.imu.Lock()
-	c.closing = true
-	c.imu.Unlock()
-}
-
 // beginWait records a wait's start; false when the session is ending.
 func (c *batchConn) beginWait(now time.Time) bool {
-	c.imu.Lock()
-	defer c.imu.Unlock()
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	if c.closing {
 		return false
 	}
@@ -104,8 +111,8 @@ func (c *batchConn) beginWait(now time.Time) bool {
 // endWait ends a wait and clears the deadline a kick set; it reports
 // whether there was a kick.
 func (c *batchConn) endWait() (kicked bool) {
-	c.imu.Lock()
-	defer c.imu.Unlock()
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	c.since = time.Time{}
 	if c.kicked {
 		c.kicked = false
@@ -121,15 +128,9 @@ func (c *batchConn) endWait() (kicked bool) {
 // buffered then says true without looking, and the reader goes to the
 // library's read, which waits its turn.
 func (c *batchConn) buffered() bool {
-	c.imu.Lock()
-	if c.closing || (c.br != nil && c.br.Buffered() > 0) {
-		c.imu.Unlock()
-		return true
-	}
-	c.imu.Unlock()
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	return len(c.ahead) > 0 || c.rerr != nil
+	return c.closing || (c.br != nil && c.br.Buffered() > 0) || len(c.ahead) > 0 || c.rerr != nil
 }
 
 // awaitFrame returns when the reader may read a frame without parking in

@@ -2,7 +2,6 @@ package session
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +20,9 @@ import (
 // as the library's read would: one that finds nothing, one that reads.
 func (c *batchConn) await() {
 	var buf *[]byte
-	err := c.rc.Read(func(fd uintptr) bool {
+	// Its error needs no look: a kick's deadline is what endWait clears,
+	// and a closed connection is what the library's read reports next.
+	c.rc.Read(func(fd uintptr) bool {
 		if buf == nil {
 			buf = aheadBufs.Get().(*[]byte)
 		}
@@ -45,10 +46,6 @@ func (c *batchConn) await() {
 	})
 	if buf != nil {
 		aheadBufs.Put(buf)
-	}
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		// The connection is closed: the library's read reports it.
-		return
 	}
 }
 
@@ -192,7 +189,6 @@ func (p *epollPoller) run() {
 			return
 		}
 		p.mu.Lock()
-		var wake []*Session
 		for i := range events[:n] {
 			t := token(&events[i])
 			if t == stopToken {
@@ -201,13 +197,10 @@ func (p *epollPoller) run() {
 				return
 			}
 			if s := p.parked[t]; s != nil && p.take(t, s) {
-				wake = append(wake, s)
+				go s.read()
 			}
 		}
 		p.mu.Unlock()
-		for _, s := range wake {
-			go s.read()
-		}
 	}
 }
 
@@ -216,15 +209,11 @@ func (p *epollPoller) run() {
 func (p *epollPoller) stop() {
 	p.mu.Lock()
 	p.closed = true
-	var left []*Session
 	for t, s := range p.parked {
 		p.take(t, s)
-		left = append(left, s)
-	}
-	p.mu.Unlock()
-	for _, s := range left {
 		go s.read()
 	}
+	p.mu.Unlock()
 	unix.Close(p.epfd)
 	unix.Close(p.evfd)
 }

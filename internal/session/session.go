@@ -141,7 +141,7 @@ func (s *Session) Go(fn func(ctx context.Context)) {
 func (s *Session) closeWith(code websocket.StatusCode, reason string) {
 	s.closeOnce.Do(func() {
 		if s.raw != nil {
-			s.raw.markClosing()
+			s.raw.stopWaits()
 		}
 		s.out.close()
 		s.wg.Add(1)
@@ -210,7 +210,7 @@ func (s *Session) serve() {
 	// to find out and finish it.
 	context.AfterFunc(s.ctx, func() {
 		if s.raw != nil {
-			s.raw.kickIfIdle(time.Time{}, true)
+			s.raw.stopWaits()
 		}
 		if p := s.hub.idle; p != nil {
 			p.unpark(s)

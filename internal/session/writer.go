@@ -19,7 +19,8 @@ import (
 // flushes every frame to the network, which at fan-out (one edit, N
 // receivers) cost a syscall per frame per receiver. Between begin and flush
 // frames go to a buffer; outside a batch (pongs and close frames the library
-// writes on its own) writes pass straight through.
+// writes on its own) writes pass straight through. Its reading half
+// (idleRead, idle.go) lets an idle session wait without a goroutine.
 type batchConn struct {
 	net.Conn
 	idleRead
