@@ -272,13 +272,23 @@ func TestEpochs(t *testing.T) {
 	})
 }
 
+// An edit marks its campaign dirty at the time of the edit, in ms (what
+// OldestDirty reads), and a later edit keeps the first mark: autosave
+// judges a campaign by its oldest unsaved edit.
 func TestDirtyMark(t *testing.T) {
 	forEachRedis(t, Options{}, func(t *testing.T, b *Buffer) {
 		e := open(t, b)
+		before := time.Now().UnixMilli()
 		e.edit("A", 0, "", "/a")
+		after := time.Now().UnixMilli()
 		n, err := b.rdb.ZScore(context.Background(), b.DirtyKey(), "c1").Result()
-		if err != nil || n <= 0 {
-			t.Fatalf("not marked dirty: %v %v", n, err)
+		if err != nil || n < float64(before) || n > float64(after) {
+			t.Fatalf("marked dirty at %v (%v), want between %d and %d", n, err, before, after)
+		}
+		time.Sleep(5 * time.Millisecond)
+		e.edit("A", 1, "", "/b")
+		if again, err := b.rdb.ZScore(context.Background(), b.DirtyKey(), "c1").Result(); err != nil || again != n {
+			t.Fatalf("a second edit moved the mark from %v to %v (%v)", n, again, err)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package draft
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -159,10 +160,14 @@ func (p *pipeline) send(batch []*editCall) {
 		defer cancel()
 	}
 	run := func(calls []*editCall, useSHA bool) {
-		now := float64(time.Now().UnixMilli())
-		var mark *redis.IntCmd
+		// The score as an integer: go-redis would format a float score with
+		// the shortest-representation algorithm, whose frames grow the
+		// calling reader's stack, once per pipeline (at low rates, once per
+		// edit: 6% of the node's CPU).
+		now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+		var mark *redis.Cmd
 		p.rdb.Pipelined(ctx, func(pp redis.Pipeliner) error { // each command's error is its own
-			var dirty []redis.Z
+			var zadd []any
 			for _, c := range calls {
 				if useSHA {
 					c.cmd = editScript.EvalSha(ctx, pp, c.keys, c.args...)
@@ -170,11 +175,14 @@ func (p *pipeline) send(batch []*editCall) {
 					c.cmd = editScript.Eval(ctx, pp, c.keys, c.args...)
 				}
 				if c.dirty {
-					dirty = append(dirty, redis.Z{Score: now, Member: c.campaign})
+					if zadd == nil {
+						zadd = []any{"zadd", p.dirtyKey, "nx"}
+					}
+					zadd = append(zadd, now, c.campaign)
 				}
 			}
-			if len(dirty) > 0 {
-				mark = pp.ZAddNX(ctx, p.dirtyKey, dirty...)
+			if zadd != nil {
+				mark = pp.Do(ctx, zadd...)
 			}
 			return nil
 		})

@@ -123,6 +123,10 @@ func (s *session) connect(ctx context.Context) error {
 				return fmt.Errorf("join %s on %s: %s", s.campaign, url, line)
 			}
 			if typ == "snapshot" || typ == "joined" {
+				for len(rest) > 0 { // what came with the answer, in its frame
+					line, rest = protocol.NextMessage(rest)
+					s.handle(line)
+				}
 				conn.conn.SetReadDeadline(time.Time{})
 				s.mu.Lock()
 				s.online = true

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/collab-dev/collab/internal/protocol"
 )
 
 // The load generator's client against the WebSocket library the server
@@ -88,5 +90,34 @@ func TestHistogramBucket(t *testing.T) {
 		if got < want-1 || got > want+1 {
 			t.Fatalf("%d µs: bucket %d, want %d", us, got, want)
 		}
+	}
+}
+
+// What comes in the same frame as a join's answer is read too: an update
+// batched behind the snapshot moves the session's rev on.
+func TestConnectReadsTheRestOfTheJoinFrame(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.SubprotocolBatch}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx := context.Background()
+		if _, _, err := c.Read(ctx); err != nil { // the join
+			return
+		}
+		c.Write(ctx, websocket.MessageText, []byte(`{"type":"snapshot","campaign":"c1","rev":1,"epoch":"e1","doc":{}}`+"\n"+
+			`{"type":"update","campaign":"c1","rev":2,"ops":[],"by":{"user":"u2","name":"B","session":"s2"},"at":1}`))
+		c.Read(ctx) // until the test closes
+	}))
+	defer srv.Close()
+	r := &Runner{cfg: Config{URLs: []string{srv.URL}, Log: func(string, ...any) {}}, errs: map[string]int64{}, ack: NewHistogram(), fanout: NewHistogram()}
+	s := &session{r: r, campaign: "c1", user: "u1", userB: []byte("u1"), pending: map[string]*batch{}, answered: make(chan struct{}, 1)}
+	if err := s.connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if s.rev != 2 || s.epoch != "e1" || len(r.errs) != 0 {
+		t.Fatalf("after the join: rev %d epoch %q errors %v, want rev 2 epoch e1", s.rev, s.epoch, r.errs)
 	}
 }
