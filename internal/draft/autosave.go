@@ -81,7 +81,27 @@ func (b *Buffer) MarkClean(ctx context.Context, campaign string) error {
 	if next, err := b.Log(ctx, campaign, h.Flushed, h.Flushed+1); err == nil && len(next) == 1 {
 		at = next[0].At
 	}
-	return unavailable("mark "+campaign+" dirty", b.rdb.ZAddNX(ctx, b.DirtyKey(), redis.Z{Score: float64(at.UnixMilli()), Member: campaign}).Err())
+	return unavailable("mark "+campaign+" dirty", markDirty(ctx, b.rdb, b.DirtyKey(), at, campaign).Err())
+}
+
+// markDirty puts campaigns on the dirty set at, unless they are on it
+// already: the set scores each by its oldest unflushed edit (ms). The
+// score goes out as an integer: go-redis formats a float score with the
+// shortest-representation algorithm, whose frames grow the caller's stack,
+// and the edit pipeline marks on a session's reader once per pipeline.
+func markDirty(ctx context.Context, c doer, key string, at time.Time, campaigns ...string) *redis.Cmd {
+	args := make([]any, 0, 3+2*len(campaigns))
+	args = append(args, "zadd", key, "nx")
+	ms := strconv.FormatInt(at.UnixMilli(), 10)
+	for _, id := range campaigns {
+		args = append(args, ms, id)
+	}
+	return c.Do(ctx, args...)
+}
+
+// doer is a client or a pipeline.
+type doer interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
 }
 
 // Forget drops a campaign from the dirty set (its buffer is gone).

@@ -108,7 +108,9 @@ func (s *session) connect(ctx context.Context) error {
 	}
 	s.conn = conn
 	s.mu.Unlock()
-	for {
+	// Frames until the join's answer; what comes after it in its frame is
+	// handled too.
+	for joined := false; !joined; {
 		data, err := conn.read()
 		if err != nil {
 			conn.closeNow()
@@ -117,24 +119,20 @@ func (s *session) connect(ctx context.Context) error {
 		for rest := data; len(rest) > 0; {
 			var line []byte
 			line, rest = protocol.NextMessage(rest)
-			typ := s.handle(line)
-			if typ == "error" {
+			switch typ := s.handle(line); {
+			case typ == "error" && !joined:
 				conn.closeNow()
 				return fmt.Errorf("join %s on %s: %s", s.campaign, url, line)
-			}
-			if typ == "snapshot" || typ == "joined" {
-				for len(rest) > 0 { // what came with the answer, in its frame
-					line, rest = protocol.NextMessage(rest)
-					s.handle(line)
-				}
-				conn.conn.SetReadDeadline(time.Time{})
-				s.mu.Lock()
-				s.online = true
-				s.mu.Unlock()
-				return nil
+			case typ == "snapshot" || typ == "joined":
+				joined = true
 			}
 		}
 	}
+	conn.conn.SetReadDeadline(time.Time{})
+	s.mu.Lock()
+	s.online = true
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *session) close() {
