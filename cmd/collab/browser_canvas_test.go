@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -123,6 +124,21 @@ func TestBrowserAudienceCanvas(t *testing.T) {
 		bob.selectNode(save)
 		ann.waitJS("Bob on the save node", `document.querySelector("#node-`+save+`").classList.contains("held")`)
 		ann.waitText("#node-"+save+" .node-holder", "Bob")
+	})
+
+	e.run("a click is not lost to a teammate's change between press and release", func(t *testing.T) {
+		// A teammate's change redraws the panel; one that lands while the
+		// Run button is held down must not swallow the click.
+		bob.click("#tab-details")
+		ann.selectNode(build)
+		x, y := ann.center("#run-" + build)
+		ann.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMousePressed, x, y, chromedp.ButtonLeft, func(m *input.DispatchMouseEventParams) { m.ClickCount = 1 }))
+		bob.typeInto("#f-name", "Autumn audiences, renamed")
+		ann.waitText("#campaign-title", "renamed") // the change reached Ann while she holds the button
+		ann.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMouseReleased, x, y, chromedp.ButtonLeft, func(m *input.DispatchMouseEventParams) { m.ClickCount = 1 }))
+		ann.waitText("#result-"+build, "20")
+		bob.click("#tab-canvas")
+		bob.waitJS("Bob back on the canvas", `document.querySelector("#node-`+save+`")`)
 	})
 
 	e.run("a run's counts reach every teammate and stay for a late joiner", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -66,14 +67,38 @@ func report(t *testing.T, format string, args ...any) {
 	}
 }
 
+// freePort returns a loopback port that was free when asked, for a server
+// started later. It is drawn below the kernel's ephemeral range (32768 and
+// up by default): a port from that range (":0") can be taken, between this
+// call and the server's start, by an outgoing connection of any package
+// testing in parallel, and a Redis that cannot bind exits and leaves its
+// test waiting for nothing. A port here can only be taken by a listener;
+// one handed out already is not handed out again.
 func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		if portsGiven[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port found in 20000-31999")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // redisProc is a Redis server of the test's own, with the production
 // durability settings: an append-only file fsynced every second.

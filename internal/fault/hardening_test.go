@@ -238,15 +238,15 @@ func startSentinels(t *testing.T) *sentinels {
 		dir := filepath.Join(s.dir, strconv.Itoa(i))
 		os.MkdirAll(dir, 0o755)
 		args := append([]string{"--port", strconv.Itoa(s.ports[i]), "--bind", "127.0.0.1", "--dir", dir,
-			"--appendonly", "yes", "--appendfsync", "everysec", "--save", ""}, extra...)
+			"--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", s.logFile(i)}, extra...)
 		return run(args...)
 	}
 	s.primary = node(0)
 	s.replica = node(1, "--replicaof", "127.0.0.1", strconv.Itoa(s.ports[0]))
 	for i := 2; i < 5; i++ {
 		conf := filepath.Join(s.dir, fmt.Sprintf("sentinel%d.conf", i))
-		os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor fault 127.0.0.1 %d 2\nsentinel down-after-milliseconds fault 1000\nsentinel failover-timeout fault 5000\nsentinel parallel-syncs fault 1\n",
-			s.ports[i], s.ports[0])), 0o644)
+		os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\nlogfile %q\nsentinel monitor fault 127.0.0.1 %d 2\nsentinel down-after-milliseconds fault 1000\nsentinel failover-timeout fault 5000\nsentinel parallel-syncs fault 1\n",
+			s.ports[i], s.logFile(i), s.ports[0])), 0o644)
 		run(conf, "--sentinel")
 	}
 	// Wait for the replica to sync and the sentinels to see it.
@@ -258,7 +258,7 @@ func startSentinels(t *testing.T) *sentinels {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replica never synced: %s", info)
+			t.Fatalf("replica never synced: %s\n%s", info, s.logs())
 		}
 	}
 	sc := redis.NewSentinelClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(s.ports[2])})
@@ -269,7 +269,7 @@ func startSentinels(t *testing.T) *sentinels {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("sentinels never saw the replica")
+			t.Fatalf("sentinels never saw the replica\n%s", s.logs())
 		}
 	}
 	// The sentinels find one another through the primary: one killed
@@ -283,12 +283,29 @@ func startSentinels(t *testing.T) *sentinels {
 			}
 			if time.Now().After(deadline) {
 				sc.Close()
-				t.Fatalf("sentinel %d never saw the two others", i)
+				t.Fatalf("sentinel %d never saw the two others\n%s", i, s.logs())
 			}
 		}
 		sc.Close()
 	}
 	return s
+}
+
+func (s *sentinels) logFile(i int) string {
+	return filepath.Join(s.dir, fmt.Sprintf("redis%d.log", i))
+}
+
+// logs is the end of every server's log, for a failure's message.
+func (s *sentinels) logs() string {
+	var b strings.Builder
+	for i := range s.ports {
+		raw, _ := os.ReadFile(s.logFile(i))
+		if len(raw) > 2000 {
+			raw = raw[len(raw)-2000:]
+		}
+		fmt.Fprintf(&b, "--- port %d (%s):\n%s\n", s.ports[i], []string{"primary", "replica", "sentinel", "sentinel", "sentinel"}[i], raw)
+	}
+	return b.String()
 }
 
 func (s *sentinels) url() string {

@@ -26,6 +26,7 @@ const TAB_NAMES = Object.fromEntries(TABS);
 // sees keystrokes within about this long, and a session sends at most ten
 // edits a second per field (the server allows 100 requests a second).
 const STREAM_MS = 100;
+const PRESS_HOLD_MS = 3000;
 
 const app = {
   token: null,
@@ -329,9 +330,9 @@ function campaignView(main, id, tab) {
     failTimer: null,
   };
   const cleanups = [];
-  const on = (target, type, fn) => {
-    target.addEventListener(type, fn);
-    cleanups.push(() => target.removeEventListener(type, fn));
+  const on = (target, type, fn, capture = false) => {
+    target.addEventListener(type, fn, capture);
+    cleanups.push(() => target.removeEventListener(type, fn, capture));
   };
 
   const title = h("h1", { id: "campaign-title" }, "…");
@@ -662,7 +663,26 @@ function campaignView(main, id, tab) {
 
   // --- panels ----------------------------------------------------------------
 
+  // A click is a press and a release on the same element. The panel is
+  // rebuilt on every teammate's change, so a rebuild between the two would
+  // swallow the click (the button pressed is gone by the release): while a
+  // press inside the panel is held, rebuilds wait for its release, and at
+  // most PRESS_HOLD_MS in case the release never reaches the page (a native
+  // select's popup keeps it; its change ends the press too).
+  let pressed = null, renderHeld = false;
+  const releasePress = () => {
+    if (!pressed) return;
+    clearTimeout(pressed);
+    pressed = null;
+    // After the click that this release dispatches, not before it.
+    if (renderHeld) { renderHeld = false; setTimeout(renderPanel, 0); }
+  };
+  on(panel, "pointerdown", () => { clearTimeout(pressed); pressed = setTimeout(releasePress, PRESS_HOLD_MS); }, true);
+  for (const type of ["pointerup", "pointercancel", "dragend", "change"]) on(window, type, releasePress, true);
+  cleanups.push(() => clearTimeout(pressed));
+
   function renderPanel() {
+    if (pressed) { renderHeld = true; return; }
     const focused = document.activeElement && panel.contains(document.activeElement) ? document.activeElement : null;
     const key = focused?.dataset.path || focused?.dataset.key;
     let sel = null;
